@@ -1,0 +1,177 @@
+//! Edge nodes as their heartbeats report them: recorded per control plane they serve, listed with
+//! their applied config and a status derived from it.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::StreamExt;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde::Serialize;
+use tokio::sync::watch;
+use tollgate_bus::Bus;
+use tollgate_model::Heartbeat;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::config::find_control_plane;
+use crate::error::{ApiResult, ErrorBody};
+use crate::state::AppState;
+use crate::store::{control_planes, nodes};
+
+/// A node not heard from for this long is shown offline.
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeView {
+    pub id: Uuid,
+    pub hostname: String,
+    pub binary_version: String,
+    pub region: String,
+    pub config_version: i64,
+    pub config_hash: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// `up to date`, `out of date` (behind the latest version) or `offline`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    pub data: Vec<NodeView>,
+}
+
+/// Edge nodes serving this control plane.
+#[utoipa::path(get, path = "/api/v1/control-planes/{cp}/nodes", tag = "nodes",
+    params(("cp" = String, Path, description = "Control plane id or slug")),
+    responses((status = 200, body = NodeList), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(cp): Path<String>,
+) -> ApiResult<Json<NodeList>> {
+    let cp = find_control_plane(&state.db, auth.organization_id, &cp).await?;
+    let rows = nodes::Entity::find()
+        .filter(nodes::Column::ControlPlaneId.eq(cp.id))
+        .order_by_desc(nodes::Column::LastSeen)
+        .all(&state.db)
+        .await?;
+    let now = Utc::now();
+    let data = rows
+        .into_iter()
+        .map(|n| {
+            let offline =
+                now - n.last_seen > chrono::Duration::from_std(OFFLINE_AFTER).unwrap_or_default();
+            let status = if offline {
+                "offline"
+            } else if n.config_version < cp.config_version {
+                "out of date"
+            } else {
+                "up to date"
+            };
+            NodeView {
+                id: n.node_id,
+                hostname: n.hostname,
+                binary_version: n.binary_version,
+                region: n.region,
+                config_version: n.config_version,
+                config_hash: n.config_hash,
+                first_seen: n.first_seen,
+                last_seen: n.last_seen,
+                status: status.into(),
+            }
+        })
+        .collect();
+    Ok(Json(NodeList { data }))
+}
+
+/// Records heartbeats until shutdown, resubscribing while the bus is down.
+pub async fn record_heartbeats(
+    db: DatabaseConnection,
+    bus: std::sync::Arc<dyn Bus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut stream = tokio::select! {
+            _ = shutdown.changed() => return,
+            subscribed = bus.heartbeats() => match subscribed {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to heartbeats; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            let heartbeat = tokio::select! {
+                _ = shutdown.changed() => return,
+                next = stream.next() => match next {
+                    Some(hb) => hb,
+                    None => break,
+                }
+            };
+            if let Err(e) = record(&db, &heartbeat).await {
+                tracing::warn!(node = %heartbeat.node_id, error = %e, "recording heartbeat failed");
+            }
+        }
+    }
+}
+
+async fn record(db: &DatabaseConnection, hb: &Heartbeat) -> Result<(), sea_orm::DbErr> {
+    let seen = Utc
+        .timestamp_opt(hb.sent_at, 0)
+        .single()
+        .unwrap_or_else(Utc::now)
+        .min(Utc::now());
+    for applied in &hb.control_planes {
+        // Only control planes that exist: a node cannot plant rows for arbitrary ids.
+        let Some(cp) = control_planes::Entity::find_by_id(applied.control_plane_id)
+            .one(db)
+            .await?
+        else {
+            continue;
+        };
+        let row = nodes::ActiveModel {
+            node_id: Set(hb.node_id),
+            control_plane_id: Set(cp.id),
+            organization_id: Set(cp.organization_id),
+            hostname: Set(truncate(&hb.hostname, 255)),
+            binary_version: Set(truncate(&hb.binary_version, 64)),
+            region: Set(truncate(&hb.region, 63)),
+            config_version: Set(applied.version),
+            config_hash: Set(truncate(&applied.hash, 100)),
+            first_seen: Set(seen),
+            last_seen: Set(seen),
+        };
+        nodes::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([nodes::Column::NodeId, nodes::Column::ControlPlaneId])
+                    .update_columns([
+                        nodes::Column::Hostname,
+                        nodes::Column::BinaryVersion,
+                        nodes::Column::Region,
+                        nodes::Column::ConfigVersion,
+                        nodes::Column::ConfigHash,
+                        nodes::Column::LastSeen,
+                    ])
+                    .to_owned(),
+            )
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+fn truncate(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
+}

@@ -1,0 +1,251 @@
+//! Starts the API in-process against the real services of this machine — Postgres (a database
+//! per test), NATS (a bucket prefix per test) and Redis (a key prefix per test) — and hands back
+//! a small client. Each test owns its data, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tollgate_api::ephemeral::RedisStore;
+use tollgate_api::{ApiConfig, RunningApi};
+use tollgate_bus::{Bus, NatsBus};
+use uuid::Uuid;
+
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// A database of its own on the shared Postgres server, dropped when the test ends.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        use sea_orm::ConnectionTrait;
+        let admin_url = env_or("TOLLGATE_TEST_POSTGRES", POSTGRES_ADMIN_URL);
+        let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&admin_url).await.expect(
+            "Postgres must be reachable at TOLLGATE_TEST_POSTGRES (default 127.0.0.1:5432)",
+        );
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin_url = env_or("TOLLGATE_TEST_POSTGRES", POSTGRES_ADMIN_URL);
+        // Drop runs inside the test's runtime; a thread with its own runtime can block on it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApi {
+    pub base: String,
+    pub bus: Arc<dyn Bus>,
+    pub prefix: String,
+    pub http: reqwest::Client,
+    running: Option<RunningApi>,
+    _db: TestDatabase,
+}
+
+impl TestApi {
+    pub async fn start() -> TestApi {
+        let db = TestDatabase::create().await;
+        let conn = tollgate_api::store::connect(&db.url)
+            .await
+            .expect("connect");
+        tollgate_api::store::migrate(&conn).await.expect("migrate");
+        let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let bus: Arc<dyn Bus> = Arc::new(
+            NatsBus::connect(&env_or("TOLLGATE_TEST_NATS", NATS_URL), &prefix)
+                .await
+                .expect("NATS"),
+        );
+        let ephemeral = Arc::new(
+            RedisStore::connect(&env_or("TOLLGATE_TEST_REDIS", REDIS_URL), &prefix)
+                .await
+                .expect("Redis must be reachable at TOLLGATE_TEST_REDIS (default 127.0.0.1:6379)"),
+        );
+        let running = tollgate_api::start(
+            ApiConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                proxy_public_url: "http://localhost:8000".into(),
+                default_region: "default".into(),
+                session_ttl: Duration::from_secs(3600),
+                secure_cookies: false,
+            },
+            conn,
+            bus.clone(),
+            ephemeral,
+        )
+        .await
+        .expect("start api");
+        TestApi {
+            base: format!("http://{}", running.addr),
+            bus,
+            prefix,
+            http: reqwest::Client::new(),
+            running: Some(running),
+            _db: db,
+        }
+    }
+
+    /// Stops the server and removes this test's NATS buckets.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        if let Ok(client) = async_nats::connect(env_or("TOLLGATE_TEST_NATS", NATS_URL)).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js.delete_stream(format!("KV_{}_heads", self.prefix)).await;
+            let _ = js
+                .delete_stream(format!("OBJ_{}_snapshots", self.prefix))
+                .await;
+        }
+    }
+
+    /// Sends `body` as JSON with `auth` as bearer token (or cookie when it starts with
+    /// `tollgate_session=`) and returns status and JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(auth) = auth {
+            req = if auth.starts_with("tollgate_session=") {
+                req.header("cookie", auth)
+            } else {
+                req.bearer_auth(auth)
+            };
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Signs up a new organization and returns a personal access token of its owner.
+    pub async fn tenant(&self, org: &str) -> String {
+        let email = format!("{}@{org}.example.com", Uuid::new_v4().simple());
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/signup",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery", "organization": org})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/login", self.base))
+            .json(&json!({"email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("login");
+        let cookie = session_cookie(&resp).expect("session cookie");
+        let (status, token) = self
+            .post("/api/v1/tokens", &cookie, json!({"name": "tests"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{token}");
+        token["token"].as_str().expect("token").to_string()
+    }
+
+    /// Creates a control plane and returns its JSON.
+    pub async fn control_plane(&self, token: &str, name: &str) -> Value {
+        let (status, cp) = self
+            .post("/api/v1/control-planes", token, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{cp}");
+        cp
+    }
+}
+
+/// `tollgate_session=<value>` from a response's `Set-Cookie`.
+pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tollgate_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! The in-process bus of `tollgate dev`: the same contract as NATS, over channels.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
+use uuid::Uuid;
+
+use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
+
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    latest: Mutex<HashMap<Uuid, (SnapshotHead, Snapshot)>>,
+    events: broadcast::Sender<ConfigEvent>,
+    heartbeats: broadcast::Sender<Heartbeat>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        MemoryBus {
+            inner: Arc::new(Inner {
+                latest: Mutex::new(HashMap::new()),
+                events: broadcast::channel(1024).0,
+                heartbeats: broadcast::channel(1024).0,
+            }),
+        }
+    }
+
+    fn latest(&self) -> MutexGuard<'_, HashMap<Uuid, (SnapshotHead, Snapshot)>> {
+        // A panic while holding this lock leaves the map consistent (single inserts/removes).
+        self.inner
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn current_events(&self, filter: &ConfigFilter) -> Vec<ConfigEvent> {
+        events_of(&self.latest(), filter)
+    }
+}
+
+fn events_of(
+    latest: &HashMap<Uuid, (SnapshotHead, Snapshot)>,
+    filter: &ConfigFilter,
+) -> Vec<ConfigEvent> {
+    latest
+        .values()
+        .filter(|(head, _)| filter.accepts(head))
+        .map(|(head, _)| ConfigEvent::Updated(head.clone()))
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Bus for MemoryBus {
+    async fn publish_snapshot(&self, region: &str, snapshot: &Snapshot) -> Result<(), BusError> {
+        let head = SnapshotHead {
+            control_plane_id: snapshot.control_plane_id,
+            region: region.to_string(),
+            version: snapshot.version,
+            hash: snapshot.hash.clone(),
+        };
+        let mut latest = self.latest();
+        let newer = latest
+            .get(&snapshot.control_plane_id)
+            .is_none_or(|(h, _)| h.version <= snapshot.version);
+        if newer {
+            latest.insert(snapshot.control_plane_id, (head.clone(), snapshot.clone()));
+            // Sent under the lock so that watchers see events in version order.
+            let _ = self.inner.events.send(ConfigEvent::Updated(head));
+        }
+        Ok(())
+    }
+
+    async fn remove_control_plane(&self, _region: &str, id: Uuid) -> Result<(), BusError> {
+        let mut latest = self.latest();
+        latest.remove(&id);
+        let _ = self.inner.events.send(ConfigEvent::Removed {
+            control_plane_id: id,
+        });
+        Ok(())
+    }
+
+    async fn heads(&self) -> Result<Vec<SnapshotHead>, BusError> {
+        Ok(self.latest().values().map(|(h, _)| h.clone()).collect())
+    }
+
+    async fn watch_config(
+        &self,
+        filter: ConfigFilter,
+    ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError> {
+        let (current, receiver) = {
+            // Subscribing under the lock means no event falls between the two.
+            let latest = self.latest();
+            (events_of(&latest, &filter), self.inner.events.subscribe())
+        };
+        let bus = self.clone();
+        let live = BroadcastStream::new(receiver).flat_map(move |item| {
+            let events = match item {
+                Ok(ConfigEvent::Updated(head)) if !filter.accepts(&head) => vec![],
+                Ok(event) => vec![event],
+                // A slow watcher missed events: hand it the current state again.
+                Err(BroadcastStreamRecvError::Lagged(_)) => bus.current_events(&filter),
+            };
+            stream::iter(events.into_iter().map(Ok))
+        });
+        Ok(stream::iter(current.into_iter().map(Ok))
+            .chain(live)
+            .boxed())
+    }
+
+    async fn fetch_snapshot(&self, id: Uuid) -> Result<Option<Snapshot>, BusError> {
+        Ok(self.latest().get(&id).map(|(_, s)| s.clone()))
+    }
+
+    async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let _ = self.inner.heartbeats.send(heartbeat.clone());
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError> {
+        let receiver = self.inner.heartbeats.subscribe();
+        Ok(BroadcastStream::new(receiver)
+            .filter_map(|item| async move { item.ok() })
+            .boxed())
+    }
+}

@@ -1,0 +1,249 @@
+//! The production bus on NATS JetStream. Heads live in the KV bucket `<prefix>_heads` under
+//! `<region>.<control plane id>` (a late edge reads the latest from history); bodies live in the
+//! object store `<prefix>_snapshots` (they outgrow one message); heartbeats go to the core
+//! subject `<prefix>.heartbeats`. A prefix per deployment (or per test) keeps them apart.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, object_store};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio::sync::OnceCell;
+use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
+use uuid::Uuid;
+
+use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
+
+pub struct NatsBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    prefix: String,
+    heads: OnceCell<kv::Store>,
+    bodies: OnceCell<object_store::ObjectStore>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl NatsBus {
+    /// Connects in the background: the bus is usable at once and each call fails with
+    /// [`BusError::Unavailable`] until the server answers, so an edge can serve from its
+    /// last-known-good config while NATS is down.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BusError> {
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(BusError::Unavailable(format!(
+                "invalid NATS prefix '{prefix}': use letters, digits, '-' and '_'"
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(5)))
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        let jetstream = jetstream::new(client.clone());
+        Ok(NatsBus {
+            client,
+            jetstream,
+            prefix: prefix.to_string(),
+            heads: OnceCell::new(),
+            bodies: OnceCell::new(),
+        })
+    }
+
+    async fn heads_bucket(&self) -> Result<&kv::Store, BusError> {
+        self.heads
+            .get_or_try_init(|| async {
+                let bucket = format!("{}_heads", self.prefix);
+                if let Ok(store) = self.jetstream.get_key_value(&bucket).await {
+                    return Ok(store);
+                }
+                self.jetstream
+                    .create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        history: 1,
+                        description: "Tollgate config heads per control plane".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(unavailable)
+            })
+            .await
+    }
+
+    async fn bodies_bucket(&self) -> Result<&object_store::ObjectStore, BusError> {
+        self.bodies
+            .get_or_try_init(|| async {
+                let bucket = format!("{}_snapshots", self.prefix);
+                if let Ok(store) = self.jetstream.get_object_store(&bucket).await {
+                    return Ok(store);
+                }
+                self.jetstream
+                    .create_object_store(object_store::Config {
+                        bucket: bucket.clone(),
+                        description: Some("Tollgate config snapshots".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(unavailable)
+            })
+            .await
+    }
+
+    fn heartbeat_subject(&self) -> String {
+        format!("{}.heartbeats", self.prefix)
+    }
+}
+
+fn head_key(region: &str, id: Uuid) -> String {
+    format!("{region}.{id}")
+}
+
+fn decode_event(entry: kv::Entry) -> Result<ConfigEvent, BusError> {
+    match entry.operation {
+        kv::Operation::Put => serde_json::from_slice::<SnapshotHead>(&entry.value)
+            .map(ConfigEvent::Updated)
+            .map_err(|e| BusError::Decode(format!("head {}: {e}", entry.key))),
+        kv::Operation::Delete | kv::Operation::Purge => {
+            let id = entry
+                .key
+                .rsplit('.')
+                .next()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| BusError::Decode(format!("bad head key {}", entry.key)))?;
+            Ok(ConfigEvent::Removed {
+                control_plane_id: id,
+            })
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for NatsBus {
+    async fn publish_snapshot(&self, region: &str, snapshot: &Snapshot) -> Result<(), BusError> {
+        let body = serde_json::to_vec(snapshot).map_err(|e| BusError::Decode(e.to_string()))?;
+        self.bodies_bucket()
+            .await?
+            .put(
+                snapshot.control_plane_id.to_string().as_str(),
+                &mut body.as_slice(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let head = SnapshotHead {
+            control_plane_id: snapshot.control_plane_id,
+            region: region.to_string(),
+            version: snapshot.version,
+            hash: snapshot.hash.clone(),
+        };
+        let head = serde_json::to_vec(&head).map_err(|e| BusError::Decode(e.to_string()))?;
+        self.heads_bucket()
+            .await?
+            .put(
+                head_key(region, snapshot.control_plane_id),
+                Bytes::from(head),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remove_control_plane(&self, region: &str, id: Uuid) -> Result<(), BusError> {
+        self.heads_bucket()
+            .await?
+            .delete(head_key(region, id))
+            .await
+            .map_err(unavailable)?;
+        // The body goes too; a missing one is fine (never published, or already gone).
+        let _ = self
+            .bodies_bucket()
+            .await?
+            .delete(id.to_string().as_str())
+            .await;
+        Ok(())
+    }
+
+    async fn heads(&self) -> Result<Vec<SnapshotHead>, BusError> {
+        let store = self.heads_bucket().await?;
+        let mut keys = store.keys().await.map_err(unavailable)?;
+        let mut heads = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            if let Some(value) = store.get(&key).await.map_err(unavailable)? {
+                let head = serde_json::from_slice(&value)
+                    .map_err(|e| BusError::Decode(format!("head {key}: {e}")))?;
+                heads.push(head);
+            }
+        }
+        Ok(heads)
+    }
+
+    async fn watch_config(
+        &self,
+        filter: ConfigFilter,
+    ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError> {
+        let pattern = match filter.control_plane {
+            Some(id) => format!("*.{id}"),
+            None => format!("{}.*", filter.region),
+        };
+        let watch = self
+            .heads_bucket()
+            .await?
+            .watch_with_history(pattern)
+            .await
+            .map_err(unavailable)?;
+        Ok(watch
+            .map(|entry| entry.map_err(unavailable).and_then(decode_event))
+            .boxed())
+    }
+
+    async fn fetch_snapshot(&self, id: Uuid) -> Result<Option<Snapshot>, BusError> {
+        let store = self.bodies_bucket().await?;
+        let mut object = match store.get(id.to_string().as_str()).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut body = Vec::new();
+        object.read_to_end(&mut body).await.map_err(unavailable)?;
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))
+    }
+
+    async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
+        let body = serde_json::to_vec(heartbeat).map_err(|e| BusError::Decode(e.to_string()))?;
+        self.client
+            .publish(self.heartbeat_subject(), Bytes::from(body))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError> {
+        // A queue group: with several API replicas each heartbeat is recorded once.
+        let subscriber = self
+            .client
+            .queue_subscribe(self.heartbeat_subject(), "tollgate-api".to_string())
+            .await
+            .map_err(unavailable)?;
+        Ok(subscriber
+            .filter_map(|message| async move {
+                match serde_json::from_slice::<Heartbeat>(&message.payload) {
+                    Ok(hb) => Some(hb),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping undecodable heartbeat");
+                        None
+                    }
+                }
+            })
+            .boxed())
+    }
+}
