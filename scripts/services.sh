@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests talk to are running on this machine: Postgres (trust auth
+# for local TCP), Redis and NATS with JetStream, all from Debian's packages. Idempotent: a
+# service that already answers is left alone. Exits non-zero when one cannot be had.
+set -euo pipefail
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 150); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  log "$what did not start listening on 127.0.0.1:$port"
+  return 1
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+ensure_postgres() {
+  if ! port_open 5432; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    # Tests connect as postgres over TCP without a password, as on the CI machines.
+    if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_port 5432 Postgres
+  fi
+  log "postgres ok"
+}
+
+ensure_redis() {
+  if ! port_open 6379; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_port 6379 Redis
+  fi
+  log "redis ok"
+}
+
+ensure_nats() {
+  # The outage tests run a private nats-server of their own, so the binary must be here too.
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+  if ! port_open 4222; then
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+    wait_port 4222 NATS
+  fi
+  log "nats ok"
+}
+
+ensure_postgres
+ensure_redis
+ensure_nats
