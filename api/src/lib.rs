@@ -150,6 +150,17 @@ pub fn router(state: AppState) -> Router {
     .route("/", get(console_home))
     .fallback(|| async { ApiError::NotFound })
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    // A bug in one handler answers 500 with a request id instead of dropping the connection.
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |panic: Box<dyn std::any::Any + Send>| {
+            let cause = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            ApiError::Internal(format!("handler panicked: {cause}")).into_response()
+        },
+    ))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

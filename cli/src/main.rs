@@ -1,0 +1,339 @@
+//! `tollgate`: one binary, thin subcommands that wire the libraries together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tollgate_api::ephemeral::{EphemeralStore, MemoryStore, RedisStore};
+use tollgate_api::ApiConfig;
+use tollgate_bus::{Bus, MemoryBus, NatsBus};
+use tollgate_edge::EdgeConfig;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate: API gateway, service mesh and AI gateway with a SaaS control plane"
+)]
+struct Cli {
+    /// Log format: `pretty` for people, `json` for log shippers.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run API, console and one edge in one process on SQLite and in-process channels.
+    Dev(DevArgs),
+    /// Apply database migrations.
+    Migrate(MigrateArgs),
+    /// Run the API and console against Postgres, NATS and Redis.
+    Api(ApiArgs),
+    /// Run an edge proxy that takes its config from NATS.
+    Edge(EdgeArgs),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Where the SQLite database and the edge's last-known-good config live.
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./tollgate-data")]
+    data_dir: PathBuf,
+    /// Address of the API and console.
+    #[arg(long, env = "TOLLGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+    /// Address of the proxy.
+    #[arg(long, env = "TOLLGATE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    proxy_listen: SocketAddr,
+    /// Address of the edge's status endpoints.
+    #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
+    status_listen: SocketAddr,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// `postgres://user@host/db` or `sqlite://path?mode=rwc`.
+    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// `postgres://user@host/db`.
+    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    database_url: String,
+    /// e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, env = "TOLLGATE_NATS_URL")]
+    nats_url: String,
+    /// e.g. `redis://127.0.0.1:6379`.
+    #[arg(long, env = "TOLLGATE_REDIS_URL")]
+    redis_url: String,
+    /// Address of the API and console.
+    #[arg(long, env = "TOLLGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+    /// The proxy's public base URL; control planes are served at `<slug>.<its host>`.
+    #[arg(
+        long,
+        env = "TOLLGATE_PROXY_PUBLIC_URL",
+        default_value = "http://localhost:8000"
+    )]
+    proxy_public_url: String,
+    /// Region of new control planes.
+    #[arg(long, env = "TOLLGATE_REGION", default_value = "default")]
+    region: String,
+    /// Prefix of the NATS buckets and subjects (one per deployment).
+    #[arg(long, env = "TOLLGATE_NATS_PREFIX", default_value = "tollgate")]
+    nats_prefix: String,
+    /// Prefix of the Redis keys (one per deployment).
+    #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tollgate")]
+    redis_prefix: String,
+    /// How long a console session lasts, e.g. `14d`.
+    #[arg(long, env = "TOLLGATE_SESSION_TTL", default_value = "14d", value_parser = humantime::parse_duration)]
+    session_ttl: Duration,
+    /// Mark session cookies Secure (when the console is served over https).
+    #[arg(long, env = "TOLLGATE_SECURE_COOKIES")]
+    secure_cookies: bool,
+}
+
+#[derive(Args)]
+struct EdgeArgs {
+    /// e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, env = "TOLLGATE_NATS_URL")]
+    nats_url: String,
+    /// Serve every control plane of this region (shared mode).
+    #[arg(long, env = "TOLLGATE_REGION", default_value = "default")]
+    region: String,
+    /// Serve only this control plane.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
+    control_plane: Option<Uuid>,
+    /// Address of the proxy.
+    #[arg(long, env = "TOLLGATE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    proxy_listen: SocketAddr,
+    /// Address of the status endpoints (`/status`, `/status/ready`).
+    #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
+    status_listen: SocketAddr,
+    /// Where the node id and last-known-good config live.
+    #[arg(
+        long,
+        env = "TOLLGATE_DATA_DIR",
+        default_value = "./tollgate-edge-data"
+    )]
+    data_dir: PathBuf,
+    /// Prefix of the NATS buckets and subjects (as given to `tollgate api`).
+    #[arg(long, env = "TOLLGATE_NATS_PREFIX", default_value = "tollgate")]
+    nats_prefix: String,
+    /// How often to report to the control plane, e.g. `10s`.
+    #[arg(long, env = "TOLLGATE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.compact().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Dev(args) => dev(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Api(args) => api(args).await,
+        Command::Edge(args) => edge(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let db_path = args.data_dir.join("tollgate.db");
+    let database_url = format!("sqlite://{}?mode=rwc", db_path.display());
+    let db = tollgate_api::store::connect(&database_url)
+        .await
+        .with_context(|| format!("opening {}", db_path.display()))?;
+    tollgate_api::store::migrate(&db)
+        .await
+        .context("migrating the database")?;
+
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let edge = tollgate_edge::start(
+        EdgeConfig {
+            proxy_listen: args.proxy_listen,
+            status_listen: args.status_listen,
+            data_dir: args.data_dir.join("edge"),
+            region: "default".into(),
+            control_plane: None,
+            heartbeat_interval: Duration::from_secs(5),
+            binary_version: VERSION.into(),
+        },
+        bus.clone(),
+    )
+    .await
+    .context("starting the edge")?;
+    let proxy_public_url = format!("http://localhost:{}", edge.proxy_addr.port());
+    let ephemeral: Arc<dyn EphemeralStore> = Arc::new(MemoryStore::default());
+    let api = tollgate_api::start(
+        ApiConfig {
+            listen: args.api_listen,
+            proxy_public_url: proxy_public_url.clone(),
+            default_region: "default".into(),
+            session_ttl: Duration::from_secs(14 * 24 * 3600),
+            secure_cookies: false,
+        },
+        db,
+        bus,
+        ephemeral,
+    )
+    .await
+    .context("starting the API")?;
+
+    println!(
+        "Tollgate is running (embedded dev mode; data in {})",
+        args.data_dir.display()
+    );
+    println!("  console: http://{}/", api.addr);
+    println!("  api:     http://{}/api/v1", api.addr);
+    println!(
+        "  proxy:   http://{} (each control plane at http://<slug>.localhost:{})",
+        edge.proxy_addr,
+        edge.proxy_addr.port()
+    );
+    println!("  status:  http://{}/status", edge.status_addr);
+    println!("Press Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    api.shutdown().await;
+    edge.shutdown().await;
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let db = tollgate_api::store::connect(&args.database_url)
+        .await
+        .context("connecting to the database")?;
+    let pending = tollgate_api::store::pending_migrations(&db).await?;
+    tollgate_api::store::migrate(&db)
+        .await
+        .context("applying migrations")?;
+    if pending.is_empty() {
+        println!("database is up to date");
+    } else {
+        println!(
+            "applied {} migration(s): {}",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn api(args: ApiArgs) -> anyhow::Result<()> {
+    let db = tollgate_api::store::connect(&args.database_url)
+        .await
+        .context("connecting to the database")?;
+    let bus: Arc<dyn Bus> = Arc::new(
+        NatsBus::connect(&args.nats_url, &args.nats_prefix)
+            .await
+            .context("connecting to NATS")?,
+    );
+    let ephemeral: Arc<dyn EphemeralStore> = Arc::new(
+        RedisStore::connect(&args.redis_url, &args.redis_prefix)
+            .await
+            .context("connecting to Redis")?,
+    );
+    let api = tollgate_api::start(
+        ApiConfig {
+            listen: args.api_listen,
+            proxy_public_url: args.proxy_public_url,
+            default_region: args.region,
+            session_ttl: args.session_ttl,
+            secure_cookies: args.secure_cookies,
+        },
+        db,
+        bus,
+        ephemeral,
+    )
+    .await?;
+    println!("api listening on http://{}", api.addr);
+    shutdown_signal().await;
+    api.shutdown().await;
+    Ok(())
+}
+
+async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    tollgate_bus::validate_region(&args.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+    let bus: Arc<dyn Bus> = Arc::new(
+        NatsBus::connect(&args.nats_url, &args.nats_prefix)
+            .await
+            .context("connecting to NATS")?,
+    );
+    let edge = tollgate_edge::start(
+        EdgeConfig {
+            proxy_listen: args.proxy_listen,
+            status_listen: args.status_listen,
+            data_dir: args.data_dir,
+            region: args.region,
+            control_plane: args.control_plane,
+            heartbeat_interval: args.heartbeat_interval,
+            binary_version: VERSION.into(),
+        },
+        bus,
+    )
+    .await
+    .context("starting the edge")?;
+    println!(
+        "edge {} proxy on http://{}, status on http://{}/status",
+        edge.node_id, edge.proxy_addr, edge.status_addr
+    );
+    shutdown_signal().await;
+    edge.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The README's tour, run exactly as written against `tollgate dev` started as a user would,
+//! then what the tour promises beyond it: route changes reach the edge, and a restarted `dev`
+//! keeps its data.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+const START: Duration = Duration::from_secs(60);
+
+fn readme_tour() -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("<!-- tour:start -->")
+        .expect("tour start marker");
+    let end = readme.find("<!-- tour:end -->").expect("tour end marker");
+    let block = &readme[start..end];
+    let code_start = block.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let code_end = block[code_start..].find("```").expect("end of block") + code_start;
+    block[code_start..code_end].to_string()
+}
+
+fn start_dev(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Process, std::net::SocketAddr, std::net::SocketAddr) {
+    let data = dir.join("data");
+    let mut dev = Process::spawn(
+        name,
+        dir,
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--api-listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--status-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let console = addr_in(&dev.wait_for_line("console: http://", START));
+    let proxy = addr_in(&dev.wait_for_line("proxy:   http://", START));
+    (dev, console, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_tour_works_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut dev, api, proxy) = start_dev(dir.path(), "dev");
+
+    let output = tokio::process::Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(readme_tour())
+        .env("API", format!("http://{api}"))
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tour failed\nstdout:\n{stdout}\nstderr:\n{stderr}\ntollgate dev log:\n{}",
+        std::fs::read_to_string(&dev.log).unwrap_or_default()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.contains(&r#"{"status":"ok"}"#),
+        "the request through the edge: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "\"proxy_url\":\"http://demo.localhost:{}\"",
+            proxy.port()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"summary\":\"create route health\""),
+        "{stdout}"
+    );
+
+    // Beyond the tour: a route change reaches the edge and the old path stops.
+    let mut client = Client::new(api);
+    client.sign_up("dev-e2e").await;
+    let (_, cp) = client
+        .send(
+            Method::POST,
+            "/api/v1/control-planes",
+            Some(json!({"name": "second"})),
+        )
+        .await;
+    let base = format!("/api/v1/control-planes/{}", cp["id"].as_str().expect("id"));
+    let upstream = echo_upstream().await;
+    client
+        .send(
+            Method::POST,
+            &format!("{base}/services"),
+            Some(json!({"name": "echo", "url": format!("http://{upstream}")})),
+        )
+        .await;
+    let (code, _) = client
+        .send(
+            Method::POST,
+            &format!("{base}/routes"),
+            Some(json!({"name": "r", "paths": ["/a"], "service": {"name": "echo"}})),
+        )
+        .await;
+    assert_eq!(code, 201);
+    eventually("/a served", Duration::from_secs(10), || async {
+        (through_proxy(proxy, "second.localhost", "/a").await.0 == 200).then_some(())
+    })
+    .await;
+    client
+        .send(
+            Method::PATCH,
+            &format!("{base}/routes/r"),
+            Some(json!({"paths": ["/b"]})),
+        )
+        .await;
+    eventually("/b served and /a gone", Duration::from_secs(10), || async {
+        let b = through_proxy(proxy, "second.localhost", "/b").await.0;
+        let a = through_proxy(proxy, "second.localhost", "/a").await.0;
+        (b == 200 && a == 404).then_some(())
+    })
+    .await;
+    // The tour's control plane is unaffected, and an unknown host gets Kong's 404.
+    let (code, body) = through_proxy(proxy, "nobody.localhost", "/b").await;
+    assert_eq!(code, 404);
+    assert!(
+        body.contains("no Route matched with those values"),
+        "{body}"
+    );
+
+    // Restarted on the same data dir, dev keeps accounts and config.
+    dev.kill();
+    let (_dev, api, proxy) = start_dev(dir.path(), "dev-restarted");
+    let client = Client {
+        base: format!("http://{api}"),
+        ..client
+    };
+    let (code, routes) = client
+        .send(Method::GET, &format!("{base}/routes"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(routes["data"][0]["paths"], json!(["/b"]));
+    eventually(
+        "/b served after restart",
+        Duration::from_secs(10),
+        || async { (through_proxy(proxy, "second.localhost", "/b").await.0 == 200).then_some(()) },
+    )
+    .await;
+}

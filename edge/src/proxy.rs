@@ -1,0 +1,356 @@
+//! The proxy's request path: pick the control plane by Host, route inside it, rewrite the request
+//! for the service (URL, Host, hop-by-hop and `X-Forwarded-*` headers) and stream it upstream and
+//! the answer back, bodies untouched.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use tracing::field::{display, Empty};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::errors::{ProxyBody, ProxyError};
+use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
+use crate::state::EdgeState;
+use crate::upstream::Upstreams;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const VIA_TOLLGATE: HeaderValue = HeaderValue::from_static("1.1 tollgate");
+
+/// What every proxy request shares.
+pub struct Proxy {
+    pub state: Arc<EdgeState>,
+    pub upstreams: Upstreams,
+}
+
+/// Where a request came in.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub scheme: Scheme,
+}
+
+impl Proxy {
+    /// Answers one request; never fails (errors become responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        connection: ConnectionInfo,
+        request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let request_id = request_id_of(request.headers());
+        let span = tracing::debug_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or_default(),
+            method = %request.method(),
+            organization = Empty,
+            control_plane = Empty,
+            route = Empty,
+        );
+        async move {
+            let response = match self.forward(connection, request, &request_id).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(&request_id),
+            };
+            tracing::debug!(status = response.status().as_u16(), "answered");
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn forward(
+        &self,
+        connection: ConnectionInfo,
+        request: Request<Incoming>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Held until the response head is back: a swap mid-request does not change its config.
+        let served = self.state.served.load_full();
+        let (mut parts, body) = request.into_parts();
+
+        let authority = parts.headers.get(HOST).cloned().or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        let (raw_host, explicit_port) = split_authority(
+            authority
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        );
+        let host: Cow<'_, str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(raw_host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(raw_host)
+        };
+        let port = explicit_port.unwrap_or(connection.scheme.default_port());
+
+        let control_plane = served.select(&host).ok_or(ProxyError::NoRoute)?;
+        let span = tracing::Span::current();
+        span.record("organization", display(control_plane.organization_id));
+        span.record("control_plane", display(control_plane.id));
+
+        let original_uri = parts.uri.clone();
+        let original_path = original_uri.path();
+        let path = normalize_path(original_path);
+        let facts = RequestFacts {
+            method: &parts.method,
+            host: &host,
+            port,
+            path: &path,
+            headers: &parts.headers,
+            scheme: connection.scheme,
+        };
+        let matched = match control_plane.router.find(&facts) {
+            Routed::Matched(matched) => matched,
+            Routed::WrongScheme(route) => {
+                tracing::Span::current().record("route", display(route.id));
+                let query = parts
+                    .uri
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                return Err(ProxyError::HttpsRequired {
+                    status: route.https_redirect_status_code,
+                    location: format!("https://{host}{original_path}{query}"),
+                });
+            }
+            Routed::NoMatch => return Err(ProxyError::NoRoute),
+        };
+        let route = matched.route.clone();
+        tracing::Span::current().record("route", display(route.id));
+        let service = match &route.service {
+            Some(service) if service.enabled => service.clone(),
+            _ => return Err(ProxyError::NoService),
+        };
+        let stripped_prefix = matched
+            .matched
+            .filter(|prefix| route.strip_path && !prefix.is_empty())
+            .and_then(|prefix| HeaderValue::from_str(prefix).ok());
+        let target_path = upstream_path(
+            service.path.as_deref(),
+            &path,
+            matched.postfix,
+            route.strip_path,
+            route.path_handling,
+        );
+        let uri = match parts.uri.query() {
+            Some(query) => format!(
+                "{}://{}:{}{target_path}?{query}",
+                service.protocol, service.host, service.port
+            ),
+            None => format!(
+                "{}://{}:{}{target_path}",
+                service.protocol, service.host, service.port
+            ),
+        };
+        parts.uri = Uri::try_from(uri)
+            .map_err(|e| ProxyError::Internal(format!("building the upstream URI: {e}")))?;
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        let upstream_host = if route.preserve_host {
+            authority.clone()
+        } else {
+            HeaderValue::from_str(&service.host_header()).ok()
+        };
+        match upstream_host {
+            Some(value) => headers.insert(HOST, value),
+            None => headers.remove(HOST),
+        };
+        add_forwarded_headers(headers, &connection, &host, original_path, stripped_prefix);
+        headers.append(VIA, VIA_TOLLGATE);
+        headers.insert(X_REQUEST_ID, request_id.clone());
+
+        let read_timeout =
+            Duration::from_millis(u64::try_from(service.read_timeout).unwrap_or(60_000));
+        let client = self.upstreams.for_service(&service);
+        let pending = client.request(Request::from_parts(parts, body));
+        let response = match tokio::time::timeout(read_timeout, pending).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(ProxyError::Upstream(error_chain(&e))),
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+        };
+
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        parts.headers.append(VIA, VIA_TOLLGATE);
+        parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// The client's `X-Request-Id` when it is sane, a fresh one otherwise.
+fn request_id_of(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = Uuid::new_v4().simple().to_string();
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"))
+        })
+}
+
+/// Splits `host[:port]` or `[v6]:port`; a port that does not parse is left in the host.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((v6, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (v6, port);
+        }
+        return (authority, None);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => match port.parse() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (authority, None),
+        },
+        None => (authority, None),
+    }
+}
+
+/// Drops headers that belong to one connection, including those the `Connection` header names.
+/// `TE: trailers` stays: gRPC needs it end to end.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| name != TE)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    let te_is_trailers = headers
+        .get(TE)
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_is_trailers {
+        headers.remove(TE);
+    }
+}
+
+/// Kong's `X-Forwarded-*` set: the client's own values are not trusted (no trusted proxies yet),
+/// except that `X-Forwarded-For` is extended, as nginx's `$proxy_add_x_forwarded_for` does.
+fn add_forwarded_headers(
+    headers: &mut HeaderMap,
+    connection: &ConnectionInfo,
+    host: &str,
+    path: &str,
+    stripped_prefix: Option<HeaderValue>,
+) {
+    let client_ip = connection.peer.ip().to_string();
+    let mut forwarded_for = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !forwarded_for.is_empty() {
+        forwarded_for.push_str(", ");
+    }
+    forwarded_for.push_str(&client_ip);
+    let pairs = [
+        (X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).ok()),
+        (X_REAL_IP, HeaderValue::from_str(&client_ip).ok()),
+        (
+            X_FORWARDED_PROTO,
+            Some(HeaderValue::from_static(connection.scheme.as_str())),
+        ),
+        (X_FORWARDED_HOST, HeaderValue::from_str(host).ok()),
+        (
+            X_FORWARDED_PORT,
+            Some(HeaderValue::from(connection.local_port)),
+        ),
+        (X_FORWARDED_PATH, HeaderValue::from_str(path).ok()),
+    ];
+    for (name, value) in pairs {
+        match value {
+            Some(value) => headers.insert(name, value),
+            None => headers.remove(name),
+        };
+    }
+    match stripped_prefix {
+        Some(prefix) => headers.insert(X_FORWARDED_PREFIX, prefix),
+        None => headers.remove(X_FORWARDED_PREFIX),
+    };
+}
+
+/// An error and its causes on one line: hyper's own messages are terse.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split() {
+        assert_eq!(
+            split_authority("a.example.com:8000"),
+            ("a.example.com", Some(8000))
+        );
+        assert_eq!(split_authority("a.example.com"), ("a.example.com", None));
+        assert_eq!(split_authority("[::1]:80"), ("::1", Some(80)));
+        assert_eq!(split_authority("[::1]"), ("::1", None));
+        assert_eq!(split_authority("bad:port"), ("bad:port", None));
+        assert_eq!(split_authority(""), ("", None));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["te", "x-kept"]);
+    }
+}

@@ -1,0 +1,308 @@
+//! The edge test harness: upstreams on port 0 (an echo server, a streaming one, a slow one), an
+//! edge started in-process against a `MemoryBus`, snapshot builders and polling helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate_bus::{Bus, MemoryBus};
+use tollgate_edge::{EdgeConfig, RunningEdge};
+use tollgate_model::entity::{build, Build};
+use tollgate_model::{Route, Service, Snapshot};
+use uuid::Uuid;
+
+pub const REGION: &str = "test-region";
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn serve_axum(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// An upstream that answers every request with JSON: method, path, query, headers (values of a
+/// repeated header joined by ", ") and the body as text.
+pub async fn echo_upstream() -> SocketAddr {
+    serve_axum(axum::Router::new().fallback(echo)).await
+}
+
+async fn echo(request: Request) -> axum::Json<Value> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = value.to_str().unwrap_or("<binary>").to_string();
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    axum::Json(json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    }))
+}
+
+/// An upstream that sends `first` at once and the rest of its body only after `release` is
+/// notified.
+pub async fn streaming_upstream(release: Arc<Notify>) -> SocketAddr {
+    let app = axum::Router::new().fallback(move || {
+        let release = release.clone();
+        async move {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(4);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Bytes::from_static(b"first;"))).await;
+                release.notified().await;
+                let _ = tx.send(Ok(Bytes::from_static(b"second"))).await;
+            });
+            Body::from_stream(ReceiverStream::new(rx))
+        }
+    });
+    serve_axum(app).await
+}
+
+/// An upstream that echoes back the first chunk of the request body at once, before the request
+/// body has ended, then the rest when it does.
+pub async fn upload_echo_upstream() -> SocketAddr {
+    let app = axum::Router::new().fallback(|request: Request| async move {
+        let mut incoming = request.into_body().into_data_stream();
+        let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(4);
+        tokio::spawn(async move {
+            while let Some(Ok(chunk)) = incoming.next().await {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Body::from_stream(ReceiverStream::new(rx))
+    });
+    serve_axum(app).await
+}
+
+/// An upstream that never answers within a test's patience.
+pub async fn slow_upstream() -> SocketAddr {
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        "too late"
+    });
+    serve_axum(app).await
+}
+
+/// An address where nothing listens.
+pub async fn dead_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+pub fn service(input: Value) -> Service {
+    build::<Service>(Build::Create { id: Uuid::now_v7() }, &input, 1)
+        .unwrap_or_else(|e| panic!("bad test service {input}: {e}"))
+}
+
+/// A service on `upstream` whose path is `/<tag>`, so the echoed path tells which route served.
+pub fn tagged(upstream: SocketAddr, tag: &str) -> Service {
+    service(json!({ "url": format!("http://{upstream}/{tag}") }))
+}
+
+pub fn route_at(input: Value, created_at: i64) -> Route {
+    build::<Route>(Build::Create { id: Uuid::now_v7() }, &input, created_at)
+        .unwrap_or_else(|e| panic!("bad test route {input}: {e}"))
+}
+
+pub fn route(input: Value) -> Route {
+    route_at(input, 1)
+}
+
+/// A route to `service` with the given matching fields.
+pub fn route_to(service: &Service, mut input: Value) -> Route {
+    input["service"] = json!({ "id": service.id });
+    route(input)
+}
+
+pub fn snapshot(
+    control_plane: Uuid,
+    version: i64,
+    hostnames: &[&str],
+    services: Vec<Service>,
+    routes: Vec<Route>,
+) -> Snapshot {
+    Snapshot::compile(
+        control_plane,
+        Uuid::nil(),
+        version,
+        hostnames.iter().map(|h| h.to_string()).collect(),
+        services,
+        routes,
+    )
+}
+
+pub async fn start_edge(
+    bus: Arc<dyn Bus>,
+    data_dir: &Path,
+    control_plane: Option<Uuid>,
+) -> RunningEdge {
+    let config = EdgeConfig {
+        proxy_listen: "127.0.0.1:0".parse().unwrap(),
+        status_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        region: REGION.to_string(),
+        control_plane,
+        heartbeat_interval: Duration::from_millis(200),
+        binary_version: "9.9.9-test".to_string(),
+    };
+    tollgate_edge::start(config, bus).await.unwrap()
+}
+
+/// One control plane published on a fresh bus, an edge serving it, and the data dir.
+pub struct Setup {
+    pub bus: MemoryBus,
+    pub edge: RunningEdge,
+    pub dir: tempfile::TempDir,
+    pub control_plane: Uuid,
+}
+
+/// Publishes `snapshot` and starts an edge in shared mode (control plane by Host) that has
+/// applied it.
+pub async fn serve_snapshot(snapshot: Snapshot) -> Setup {
+    serve_snapshot_in(snapshot, false).await
+}
+
+/// Like [`serve_snapshot`], with an edge dedicated to the snapshot's control plane: every Host
+/// reaches it.
+pub async fn serve_dedicated(snapshot: Snapshot) -> Setup {
+    serve_snapshot_in(snapshot, true).await
+}
+
+async fn serve_snapshot_in(snapshot: Snapshot, dedicated: bool) -> Setup {
+    let bus = MemoryBus::new();
+    bus.publish_snapshot(REGION, &snapshot).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let only = dedicated.then_some(snapshot.control_plane_id);
+    let edge = start_edge(Arc::new(bus.clone()), dir.path(), only).await;
+    wait_for_version(&edge, snapshot.control_plane_id, snapshot.version).await;
+    Setup {
+        bus,
+        edge,
+        dir,
+        control_plane: snapshot.control_plane_id,
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The path the echo upstream saw.
+    pub fn path(&self) -> &str {
+        self.body["path"].as_str().unwrap_or("<none>")
+    }
+
+    /// A header the echo upstream saw.
+    pub fn seen(&self, name: &str) -> Option<&str> {
+        self.body["headers"][name].as_str()
+    }
+}
+
+/// Sends `method` for `path` with `Host: host` and extra headers, and reads a JSON body (or
+/// `{"text": …}` when it is not JSON).
+pub async fn send(
+    edge: &RunningEdge,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = http()
+        .request(method, format!("http://{}{path}", edge.proxy_addr))
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(edge: &RunningEdge, host: &str, path: &str) -> Answer {
+    send(edge, "GET", host, path, &[]).await
+}
+
+pub async fn status(edge: &RunningEdge, path: &str) -> (u16, Value) {
+    let response = http()
+        .get(format!("http://{}{path}", edge.status_addr))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls `check` until it returns `Some`, failing the test after a deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `/status` reports `version` for `control_plane`.
+pub async fn wait_for_version(edge: &RunningEdge, control_plane: Uuid, version: i64) {
+    eventually(&format!("version {version} of {control_plane}"), || async {
+        let (_, body) = status(edge, "/status").await;
+        body["control_planes"]
+            .as_array()?
+            .iter()
+            .any(|cp| {
+                cp["control_plane_id"] == json!(control_plane) && cp["version"] == json!(version)
+            })
+            .then_some(())
+    })
+    .await
+}
