@@ -131,7 +131,9 @@ impl ConfigSync {
     ) {
         let id = head.control_plane_id;
         if let Some(applied) = self.state.served.load().get(id) {
-            if applied.hash == head.hash {
+            // Same content under a newer number (a no-op write, a restore) is still applied,
+            // so the version this node reports matches the control plane's.
+            if applied.hash == head.hash && head.version <= applied.version {
                 return;
             }
             if head.version < applied.version {

@@ -293,6 +293,24 @@ async fn status_reports_readiness_version_and_hash() {
 }
 
 #[tokio::test]
+async fn a_newer_version_with_the_same_content_is_reported() {
+    let (one, _) = two_control_planes().await;
+    let setup = serve_snapshot(one.clone()).await;
+    let same = Snapshot::compile(
+        one.control_plane_id,
+        one.organization_id,
+        2,
+        one.hostnames.clone(),
+        one.services.clone(),
+        one.routes.clone(),
+    );
+    assert_eq!(same.hash, one.hash);
+    setup.bus.publish_snapshot(REGION, &same).await.unwrap();
+    wait_for_version(&setup.edge, one.control_plane_id, 2).await;
+    setup.edge.shutdown().await;
+}
+
+#[tokio::test]
 async fn heartbeats_report_applied_versions() {
     let bus = MemoryBus::new();
     let mut heartbeats = bus.heartbeats().await.unwrap();
