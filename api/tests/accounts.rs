@@ -135,6 +135,17 @@ async fn tokens_are_shown_once_work_as_bearer_and_can_be_revoked() {
     assert_eq!(body["code"], 20);
     let (status, _) = api.get("/api/v1/me", "tgp_not_a_real_token").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (method, path) in [
+        (Method::GET, "/api/v1/control-planes"),
+        (Method::POST, "/api/v1/control-planes"),
+        (Method::GET, "/api/v1/tokens"),
+        (Method::GET, "/api/v1/control-planes/some-slug/services"),
+        (Method::DELETE, "/api/v1/control-planes/some-slug/routes/r"),
+    ] {
+        let body = (method == Method::POST).then(|| json!({"name": "x"}));
+        let (status, _) = api.call(method.clone(), path, None, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
     api.stop().await;
 }
 

@@ -183,6 +183,8 @@ async fn bad_input_gets_400_with_fields_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = api.post(&format!("{base}/routes"), &token, json!({"name": "taken", "paths": ["/t"]})).await;
+    assert_eq!(status, StatusCode::CREATED);
     let before_version = version(&api, &token, "strict").await;
     let (_, before_services) = api.get(&format!("{base}/services"), &token).await;
     let (_, before_routes) = api.get(&format!("{base}/routes"), &token).await;
