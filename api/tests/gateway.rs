@@ -183,7 +183,13 @@ async fn bad_input_gets_400_with_fields_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = api.post(&format!("{base}/routes"), &token, json!({"name": "taken", "paths": ["/t"]})).await;
+    let (status, _) = api
+        .post(
+            &format!("{base}/routes"),
+            &token,
+            json!({"name": "taken", "paths": ["/t"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let before_version = version(&api, &token, "strict").await;
     let (_, before_services) = api.get(&format!("{base}/services"), &token).await;
@@ -360,7 +366,9 @@ async fn every_write_is_a_version_and_is_published() {
     assert!(data[0]["hash"].as_str().unwrap().starts_with("sha256:"));
 
     let head = eventually("version 3 on the bus", Duration::from_secs(10), || async {
-        let snapshot = api.bus.fetch_snapshot(cp_id).await.ok().flatten()?;
+        let heads = api.bus.heads().await.ok()?;
+        let head = heads.iter().find(|h| h.control_plane_id == cp_id)?;
+        let snapshot = api.bus.fetch_snapshot(head).await.ok().flatten()?;
         (snapshot.version == 3).then_some(snapshot)
     })
     .await;

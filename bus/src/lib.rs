@@ -59,7 +59,8 @@ pub fn validate_region(region: &str) -> Result<(), String> {
 
 #[async_trait::async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Stores the body, then moves the head, so an edge that sees a head can fetch its body.
+    /// Stores the body, then moves the head, so an edge that sees a head can fetch its body. A
+    /// head never moves back: publishing an older version than the current head does nothing.
     async fn publish_snapshot(&self, region: &str, snapshot: &Snapshot) -> Result<(), BusError>;
     /// Retires a deleted control plane; edges drop it.
     async fn remove_control_plane(
@@ -74,8 +75,8 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         filter: ConfigFilter,
     ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError>;
-    /// The latest body of a control plane's config.
-    async fn fetch_snapshot(&self, control_plane_id: Uuid) -> Result<Option<Snapshot>, BusError>;
+    /// The body a head announces (or a newer one); `None` when it is gone (superseded).
+    async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError>;
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError>;
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError>;
 }

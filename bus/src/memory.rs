@@ -121,8 +121,11 @@ impl Bus for MemoryBus {
             .boxed())
     }
 
-    async fn fetch_snapshot(&self, id: Uuid) -> Result<Option<Snapshot>, BusError> {
-        Ok(self.latest().get(&id).map(|(_, s)| s.clone()))
+    async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
+        Ok(self
+            .latest()
+            .get(&head.control_plane_id)
+            .map(|(_, s)| s.clone()))
     }
 
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {

@@ -1,7 +1,9 @@
 //! The production bus on NATS JetStream. Heads live in the KV bucket `<prefix>_heads` under
 //! `<region>.<control plane id>` (a late edge reads the latest from history); bodies live in the
-//! object store `<prefix>_snapshots` (they outgrow one message); heartbeats go to the core
-//! subject `<prefix>.heartbeats`. A prefix per deployment (or per test) keeps them apart.
+//! object store `<prefix>_snapshots` as `<control plane id>/<version>` (they outgrow one message,
+//! and one name per version means a slow publisher can never overwrite a newer body); heartbeats
+//! go to the core subject `<prefix>.heartbeats`. A prefix per deployment (or per test) keeps
+//! them apart. Heads move by compare-and-set, so API replicas racing cannot move one back.
 
 use std::time::Duration;
 
@@ -14,6 +16,9 @@ use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
 use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
+
+/// Longer than any healthy fetch of a snapshot body (tens of ms for MiBs).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct NatsBus {
     client: async_nats::Client,
@@ -106,6 +111,10 @@ fn head_key(region: &str, id: Uuid) -> String {
     format!("{region}.{id}")
 }
 
+fn body_name(id: Uuid, version: i64) -> String {
+    format!("{id}/{version}")
+}
+
 fn decode_event(entry: kv::Entry) -> Result<ConfigEvent, BusError> {
     match entry.operation {
         kv::Operation::Put => serde_json::from_slice::<SnapshotHead>(&entry.value)
@@ -128,45 +137,83 @@ fn decode_event(entry: kv::Entry) -> Result<ConfigEvent, BusError> {
 #[async_trait::async_trait]
 impl Bus for NatsBus {
     async fn publish_snapshot(&self, region: &str, snapshot: &Snapshot) -> Result<(), BusError> {
+        let id = snapshot.control_plane_id;
+        let key = head_key(region, id);
+        let heads = self.heads_bucket().await?;
+        let bodies = self.bodies_bucket().await?;
         let body = serde_json::to_vec(snapshot).map_err(|e| BusError::Decode(e.to_string()))?;
-        self.bodies_bucket()
-            .await?
+        bodies
             .put(
-                snapshot.control_plane_id.to_string().as_str(),
+                body_name(id, snapshot.version).as_str(),
                 &mut body.as_slice(),
             )
             .await
             .map_err(unavailable)?;
         let head = SnapshotHead {
-            control_plane_id: snapshot.control_plane_id,
+            control_plane_id: id,
             region: region.to_string(),
             version: snapshot.version,
             hash: snapshot.hash.clone(),
         };
-        let head = serde_json::to_vec(&head).map_err(|e| BusError::Decode(e.to_string()))?;
-        self.heads_bucket()
-            .await?
-            .put(
-                head_key(region, snapshot.control_plane_id),
-                Bytes::from(head),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let head =
+            Bytes::from(serde_json::to_vec(&head).map_err(|e| BusError::Decode(e.to_string()))?);
+        // Compare-and-set: retried when another publisher moved the head in between.
+        for _ in 0..10 {
+            let current = heads.entry(&key).await.map_err(unavailable)?;
+            let previous = match &current {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    serde_json::from_slice::<SnapshotHead>(&entry.value).ok()
+                }
+                _ => None,
+            };
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.version >= snapshot.version)
+            {
+                if previous.is_some_and(|p| p.version > snapshot.version) {
+                    // A newer version is already out; this body will never be asked for.
+                    let _ = bodies
+                        .delete(body_name(id, snapshot.version).as_str())
+                        .await;
+                }
+                return Ok(());
+            }
+            let moved = match &current {
+                Some(entry) => heads
+                    .update(&key, head.clone(), entry.revision)
+                    .await
+                    .is_ok(),
+                None => heads.create(&key, head.clone()).await.is_ok(),
+            };
+            if moved {
+                if let Some(previous) = previous {
+                    // Edges still fetching it get "gone" and follow the new head instead.
+                    let _ = bodies
+                        .delete(body_name(id, previous.version).as_str())
+                        .await;
+                }
+                return Ok(());
+            }
+        }
+        Err(BusError::Unavailable(format!(
+            "head of {id} kept changing while publishing version {}",
+            snapshot.version
+        )))
     }
 
     async fn remove_control_plane(&self, region: &str, id: Uuid) -> Result<(), BusError> {
-        self.heads_bucket()
-            .await?
-            .delete(head_key(region, id))
-            .await
-            .map_err(unavailable)?;
+        let heads = self.heads_bucket().await?;
+        let key = head_key(region, id);
+        let current = heads.get(&key).await.map_err(unavailable)?;
+        heads.delete(&key).await.map_err(unavailable)?;
         // The body goes too; a missing one is fine (never published, or already gone).
-        let _ = self
-            .bodies_bucket()
-            .await?
-            .delete(id.to_string().as_str())
-            .await;
+        if let Some(head) = current.and_then(|v| serde_json::from_slice::<SnapshotHead>(&v).ok()) {
+            let _ = self
+                .bodies_bucket()
+                .await?
+                .delete(body_name(id, head.version).as_str())
+                .await;
+        }
         Ok(())
     }
 
@@ -204,15 +251,32 @@ impl Bus for NatsBus {
             .boxed())
     }
 
-    async fn fetch_snapshot(&self, id: Uuid) -> Result<Option<Snapshot>, BusError> {
+    async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
+        let id = head.control_plane_id;
+        let name = body_name(id, head.version);
         let store = self.bodies_bucket().await?;
-        let mut object = match store.get(id.to_string().as_str()).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+        // async-nats 0.40 waits forever for the chunks of a deleted object, so ask first, and
+        // bound the read for one deleted between the two calls.
+        match store.info(name.as_str()).await {
+            Ok(info) if info.deleted => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unavailable(e)),
+        }
+        let read = async {
+            let mut object = match store.get(name.as_str()).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let mut body = Vec::new();
+            object.read_to_end(&mut body).await.map_err(unavailable)?;
+            Ok(Some(body))
         };
-        let mut body = Vec::new();
-        object.read_to_end(&mut body).await.map_err(unavailable)?;
+        let body = tokio::time::timeout(FETCH_TIMEOUT, read)
+            .await
+            .map_err(|_| BusError::Unavailable(format!("fetching {name} timed out")))??;
+        let Some(body) = body else { return Ok(None) };
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))

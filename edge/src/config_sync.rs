@@ -161,7 +161,7 @@ impl ConfigSync {
     async fn fetch(&self, head: &SnapshotHead) -> Result<Snapshot, String> {
         let snapshot = self
             .bus
-            .fetch_snapshot(head.control_plane_id)
+            .fetch_snapshot(head)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("no body published")?;

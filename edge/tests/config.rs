@@ -396,7 +396,7 @@ impl Bus for DownBus {
     ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError> {
         Err(BusError::Unavailable("down".into()))
     }
-    async fn fetch_snapshot(&self, _: Uuid) -> Result<Option<Snapshot>, BusError> {
+    async fn fetch_snapshot(&self, _: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
         Err(BusError::Unavailable("down".into()))
     }
     async fn publish_heartbeat(&self, _: &Heartbeat) -> Result<(), BusError> {
@@ -431,7 +431,7 @@ impl Bus for StaleBus {
     ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError> {
         self.inner.watch_config(filter).await
     }
-    async fn fetch_snapshot(&self, id: Uuid) -> Result<Option<Snapshot>, BusError> {
+    async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
         let stale = self
             .stale_fetches
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -439,7 +439,7 @@ impl Bus for StaleBus {
         if stale {
             return Ok(self.stale.lock().unwrap().clone());
         }
-        self.inner.fetch_snapshot(id).await
+        self.inner.fetch_snapshot(head).await
     }
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {
         self.inner.publish_heartbeat(heartbeat).await

@@ -1,0 +1,129 @@
+//! The NATS bus against the real server: heads never move back, bodies are per version, removals
+//! reach watchers, and late watchers start from the latest head.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tollgate_bus::{Bus, ConfigEvent, ConfigFilter, NatsBus};
+use tollgate_model::Snapshot;
+use uuid::Uuid;
+
+fn nats_url() -> String {
+    std::env::var("TOLLGATE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+async fn bus() -> (NatsBus, String) {
+    let prefix = format!("bus{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let bus = NatsBus::connect(&nats_url(), &prefix)
+        .await
+        .expect("NATS must be reachable at TOLLGATE_TEST_NATS (default 127.0.0.1:4222)");
+    (bus, prefix)
+}
+
+async fn cleanup(prefix: &str) {
+    if let Ok(client) = async_nats::connect(nats_url()).await {
+        let js = async_nats::jetstream::new(client);
+        let _ = js.delete_stream(format!("KV_{prefix}_heads")).await;
+        let _ = js.delete_stream(format!("OBJ_{prefix}_snapshots")).await;
+    }
+}
+
+type Events = futures::stream::BoxStream<'static, Result<ConfigEvent, tollgate_bus::BusError>>;
+
+async fn next(watch: &mut Events) -> Option<Result<ConfigEvent, tollgate_bus::BusError>> {
+    tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("an event in time")
+}
+
+fn snapshot(cp: Uuid, version: i64, host: &str) -> Snapshot {
+    Snapshot::compile(cp, Uuid::nil(), version, vec![host.into()], vec![], vec![])
+}
+
+#[tokio::test]
+async fn heads_never_move_back_and_bodies_follow_heads() {
+    let (bus, prefix) = bus().await;
+    let cp = Uuid::now_v7();
+    bus.publish_snapshot("eu", &snapshot(cp, 2, "two"))
+        .await
+        .unwrap();
+    bus.publish_snapshot("eu", &snapshot(cp, 1, "one"))
+        .await
+        .unwrap();
+    let heads = bus.heads().await.unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(
+        heads[0].version, 2,
+        "an older publish must not move the head back"
+    );
+    let body = bus.fetch_snapshot(&heads[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (body.version, body.hostnames.clone()),
+        (2, vec!["two".to_string()])
+    );
+
+    bus.publish_snapshot("eu", &snapshot(cp, 3, "three"))
+        .await
+        .unwrap();
+    let mut superseded = heads[0].clone();
+    superseded.version = 2;
+    assert!(
+        bus.fetch_snapshot(&superseded).await.unwrap().is_none(),
+        "old bodies are cleaned up"
+    );
+
+    // Concurrent publishers of different versions end at the highest.
+    let publishers = (4..12).map(|v| {
+        let bus = &bus;
+        async move { bus.publish_snapshot("eu", &snapshot(cp, v, "x")).await }
+    });
+    for result in futures::future::join_all(publishers).await {
+        result.unwrap();
+    }
+    assert_eq!(bus.heads().await.unwrap()[0].version, 11);
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn watchers_see_the_latest_then_changes_and_removals() {
+    let (bus, prefix) = bus().await;
+    let (in_region, elsewhere) = (Uuid::now_v7(), Uuid::now_v7());
+    bus.publish_snapshot("eu", &snapshot(in_region, 1, "a"))
+        .await
+        .unwrap();
+    bus.publish_snapshot("eu", &snapshot(in_region, 2, "a"))
+        .await
+        .unwrap();
+    bus.publish_snapshot("us", &snapshot(elsewhere, 1, "b"))
+        .await
+        .unwrap();
+
+    let filter = ConfigFilter {
+        region: "eu".into(),
+        control_plane: None,
+    };
+    let mut watch = bus.watch_config(filter).await.unwrap();
+    match next(&mut watch).await {
+        Some(Ok(ConfigEvent::Updated(head))) => {
+            assert_eq!((head.control_plane_id, head.version), (in_region, 2));
+        }
+        other => panic!("expected the latest head, got {other:?}"),
+    }
+    bus.remove_control_plane("eu", in_region).await.unwrap();
+    match next(&mut watch).await {
+        Some(Ok(ConfigEvent::Removed { control_plane_id })) => {
+            assert_eq!(control_plane_id, in_region)
+        }
+        other => panic!("expected a removal, got {other:?}"),
+    }
+    let dedicated = ConfigFilter {
+        region: "ignored".into(),
+        control_plane: Some(elsewhere),
+    };
+    let mut watch = bus.watch_config(dedicated).await.unwrap();
+    match next(&mut watch).await {
+        Some(Ok(ConfigEvent::Updated(head))) => assert_eq!(head.control_plane_id, elsewhere),
+        other => panic!("expected the dedicated control plane's head, got {other:?}"),
+    }
+    cleanup(&prefix).await;
+}
