@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests talk to are running on this machine: Postgres (trust auth
-# for local TCP), Redis and NATS with JetStream, all from Debian's packages. Idempotent: a
+# for local TCP), Redis and NATS with JetStream, all from Debian's packages; and that the
+# browser tests have Chromium and Node.js (Debian's too) and their npm packages. Idempotent: a
 # service that already answers is left alone. Exits non-zero when one cannot be had.
 set -euo pipefail
 
@@ -25,7 +26,13 @@ apt_install() {
     apt_updated=1
   fi
   log "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  # dpkg's progress lines are noise in a test log; they are shown when the install fails.
+  local out
+  if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    log "could not install $*"
+    return 1
+  fi
 }
 
 ensure_postgres() {
@@ -67,6 +74,39 @@ ensure_nats() {
   log "nats ok"
 }
 
+ensure_chromium() {
+  # Debian's build: a test tool's own browser download cannot reach its servers from here.
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  log "chromium ok"
+}
+
+ensure_node() {
+  command -v node >/dev/null || apt_install nodejs
+  command -v npm >/dev/null || apt_install npm
+  log "node ok"
+}
+
+# `npm ci` from the committed lock file, skipped while node_modules matches that lock file.
+npm_ci() {
+  local dir=$1 stamp=$1/node_modules/.installed-from-lock
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$want" >"$stamp"
+  fi
+}
+
+ensure_browser_tests() {
+  npm_ci tests/browser
+  log "browser test packages ok"
+}
+
+cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_redis
 ensure_nats
+ensure_chromium
+ensure_node
+ensure_browser_tests

@@ -66,7 +66,8 @@ pub struct MeResponse {
     pub role: Role,
 }
 
-fn normalize_email(email: &str, errors: &mut ValidationError) -> String {
+/// Trims and lowercases an email, recording a field error when it is not one.
+pub(crate) fn normalize_email(email: &str, errors: &mut ValidationError) -> String {
     let email = email.trim().to_ascii_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -110,6 +111,17 @@ pub async fn signup(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<SignupRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    let (cookie, body) = sign_up(&state, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        AppendHeaders([(SET_COOKIE, cookie)]),
+        Json(body),
+    ))
+}
+
+/// Creates the account, organization and owner membership and starts a session; returns the
+/// `Set-Cookie` value and who signed up. Shared by the API and the console's form.
+pub async fn sign_up(state: &AppState, req: SignupRequest) -> ApiResult<(String, MeResponse)> {
     if state
         .ephemeral
         .count_attempt("attempts:signup", ATTEMPT_WINDOW)
@@ -194,7 +206,7 @@ pub async fn signup(
     .await?;
     txn.commit().await?;
 
-    let cookie = start_session(&state, user_id, org_id).await?;
+    let cookie = start_session(state, user_id, org_id).await?;
     let body = MeResponse {
         user: UserView { id: user_id, email },
         organization: OrganizationView {
@@ -203,11 +215,7 @@ pub async fn signup(
         },
         role: Role::Owner,
     };
-    Ok((
-        StatusCode::CREATED,
-        AppendHeaders([(SET_COOKIE, cookie)]),
-        Json(body),
-    ))
+    Ok((cookie, body))
 }
 
 /// Log in with email and password; sets the session cookie.
@@ -218,6 +226,13 @@ pub async fn login(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    let (cookie, body) = log_in(&state, req).await?;
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)))
+}
+
+/// Checks the password and starts a session; returns the `Set-Cookie` value and who logged in.
+/// Shared by the API and the console's form.
+pub async fn log_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, MeResponse)> {
     let email = req.email.trim().to_ascii_lowercase();
     let attempts = state
         .ephemeral
@@ -245,7 +260,7 @@ pub async fn login(
         .one(&state.db)
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
-    let cookie = start_session(&state, user.id, member.organization_id).await?;
+    let cookie = start_session(state, user.id, member.organization_id).await?;
     let auth = Auth {
         user_id: user.id,
         email: user.email,
@@ -255,8 +270,8 @@ pub async fn login(
             session_key: String::new(),
         },
     };
-    let body = me_response(&state, &auth).await?;
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)))
+    let body = me_response(state, &auth).await?;
+    Ok((cookie, body))
 }
 
 /// End the current session.

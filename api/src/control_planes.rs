@@ -59,7 +59,7 @@ pub struct UpdateControlPlane {
     pub hostnames: Option<Vec<String>>,
 }
 
-async fn view(
+pub(crate) async fn view(
     state: &AppState,
     db: &impl ConnectionTrait,
     cp: control_planes::Model,
@@ -246,6 +246,16 @@ pub async fn create(
     auth: Auth,
     JsonBody(req): JsonBody<CreateControlPlane>,
 ) -> ApiResult<impl IntoResponse> {
+    let created = create_control_plane(&state, &auth, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Creates a control plane at version 1; shared by the API and the console.
+pub async fn create_control_plane(
+    state: &AppState,
+    auth: &Auth,
+    req: CreateControlPlane,
+) -> ApiResult<ControlPlaneView> {
     auth.require_write()?;
     let mut errors = ValidationError::new();
     let name = check_name(&req.name, &mut errors);
@@ -255,7 +265,7 @@ pub async fn create(
     if let Err(message) = tollgate_bus::validate_region(&region) {
         errors.add("region", message);
     }
-    let extra = check_hostnames(&state, req.hostnames.as_deref().unwrap_or(&[]), &mut errors);
+    let extra = check_hostnames(state, req.hostnames.as_deref().unwrap_or(&[]), &mut errors);
     errors.into_result()?;
 
     let txn = state.db.begin().await?;
@@ -307,13 +317,10 @@ pub async fn create(
         control_plane: cp.clone(),
     };
     write
-        .commit(&state, &auth.actor(), "create control plane")
+        .commit(state, &auth.actor(), "create control plane")
         .await?;
     let fresh = find_control_plane(&state.db, auth.organization_id, &cp.id.to_string()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(view(&state, &state.db, fresh).await?),
-    ))
+    view(state, &state.db, fresh).await
 }
 
 /// One control plane, by id or slug.

@@ -28,6 +28,17 @@ use crate::store::entities;
 /// The kinds that reference another kind, and which field holds the reference.
 const REFERENCES: &[(&str, &str, &str)] = &[("routes", "service", "services")];
 
+/// Every entity of one kind in a control plane, oldest first.
+pub(crate) async fn all_of<E: Entity>(db: &impl ConnectionTrait, cp: Uuid) -> ApiResult<Vec<E>> {
+    let rows = entities::Entity::find()
+        .filter(entities::Column::ControlPlaneId.eq(cp))
+        .filter(entities::Column::Kind.eq(E::KIND))
+        .order_by_asc(entities::Column::Id)
+        .all(db)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 fn decode<E: Entity>(row: &entities::Model) -> ApiResult<E> {
     serde_json::from_value(row.data.clone())
         .map_err(|e| ApiError::internal(format!("stored {} {}: {e}", row.kind, row.id)))
@@ -211,7 +222,7 @@ async fn list_entities<E: Entity>(
     page.paginate(items, &path)
 }
 
-async fn create_entity<E: Entity>(
+pub(crate) async fn create_entity<E: Entity>(
     state: &AppState,
     auth: &Auth,
     cp: &str,
@@ -236,7 +247,7 @@ async fn create_entity<E: Entity>(
     Ok((StatusCode::CREATED, Json(entity)))
 }
 
-async fn get_entity<E: Entity>(
+pub(crate) async fn get_entity<E: Entity>(
     state: &AppState,
     auth: &Auth,
     cp: &str,
@@ -246,7 +257,7 @@ async fn get_entity<E: Entity>(
     Ok(Json(find_entity(&state.db, cp.id, id_or_name).await?))
 }
 
-async fn update_entity<E: Entity>(
+pub(crate) async fn update_entity<E: Entity>(
     state: &AppState,
     auth: &Auth,
     cp: &str,
@@ -270,7 +281,7 @@ async fn update_entity<E: Entity>(
     Ok(Json(entity))
 }
 
-async fn upsert_entity<E: Entity>(
+pub(crate) async fn upsert_entity<E: Entity>(
     state: &AppState,
     auth: &Auth,
     cp: &str,
@@ -322,7 +333,7 @@ async fn upsert_entity<E: Entity>(
     Ok(Json(entity))
 }
 
-async fn delete_entity<E: Entity>(
+pub(crate) async fn delete_entity<E: Entity>(
     state: &AppState,
     auth: &Auth,
     cp: &str,

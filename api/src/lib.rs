@@ -3,14 +3,17 @@
 //! heartbeats. [`start`] builds it from a config struct so tests can run it in-process on port 0.
 
 pub mod accounts;
+pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod control_planes;
 pub mod ephemeral;
 pub mod error;
 pub mod gateway;
 pub mod json;
+pub mod members;
 pub mod nodes;
 pub mod pagination;
 pub mod publish;
@@ -23,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
@@ -49,6 +52,10 @@ pub struct ApiConfig {
     pub default_region: String,
     pub session_ttl: Duration,
     pub secure_cookies: bool,
+    /// Directory of the console's islands bundle (`console.js`, `console_bg.wasm`, written by
+    /// `scripts/build-console`). `None`, or a directory without them: pages are served without
+    /// the bundle and work as plain HTML.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +140,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(versions::list))
         .routes(routes!(versions::get))
+        .routes(routes!(versions::restore))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::update_member, members::remove_member))
+        .routes(routes!(
+            members::list_invitations,
+            members::create_invitation
+        ))
+        .routes(routes!(members::revoke_invitation))
+        .routes(routes!(members::accept_invitation))
         .routes(routes!(nodes::list))
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -147,7 +163,8 @@ pub fn router(state: AppState) -> Router {
         "/api/v1/health",
         get(|| async { Json(serde_json::json!({"status": "ok"})) }),
     )
-    .route("/", get(console_home))
+    .merge(console::routes())
+    .merge(assets::routes())
     .fallback(|| async { ApiError::NotFound })
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     // A bug in one handler answers 500 with a request id instead of dropping the connection.
@@ -163,10 +180,6 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
-}
-
-async fn console_home() -> impl IntoResponse {
-    Html(tollgate_console::placeholder_page())
 }
 
 /// A running API server and its background tasks.
@@ -239,7 +252,8 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(config.listen, e))?;
-    let app = router(state);
+    let bundle = assets::ConsoleBundle::locate(config.console_dir.as_deref());
+    let app = router(state).layer(axum::Extension(bundle));
     let mut stop = shutdown_rx.clone();
     let server_task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -54,10 +54,20 @@ pub async fn list(
     Path(cp): Path<String>,
 ) -> ApiResult<Json<NodeList>> {
     let cp = find_control_plane(&state.db, auth.organization_id, &cp).await?;
+    Ok(Json(NodeList {
+        data: node_views(&state.db, &cp).await?,
+    }))
+}
+
+/// The nodes of a control plane with their status, most recently seen first.
+pub async fn node_views(
+    db: &DatabaseConnection,
+    cp: &control_planes::Model,
+) -> ApiResult<Vec<NodeView>> {
     let rows = nodes::Entity::find()
         .filter(nodes::Column::ControlPlaneId.eq(cp.id))
         .order_by_desc(nodes::Column::LastSeen)
-        .all(&state.db)
+        .all(db)
         .await?;
     let now = Utc::now();
     let data = rows
@@ -85,7 +95,7 @@ pub async fn list(
             }
         })
         .collect();
-    Ok(Json(NodeList { data }))
+    Ok(data)
 }
 
 /// Records heartbeats until shutdown, resubscribing while the bus is down.

@@ -59,6 +59,11 @@ struct DevArgs {
     /// Address of the edge's status endpoints.
     #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
     status_listen: SocketAddr,
+    /// Directory of the console's islands bundle (built by `scripts/build-console`). Default:
+    /// `console/dist/pkg` of the source tree this binary was built from, when it exists.
+    /// Without the bundle the console's pages work as plain HTML, minus their islands.
+    #[arg(long, env = "TOLLGATE_CONSOLE_DIR")]
+    console_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -104,6 +109,11 @@ struct ApiArgs {
     /// Mark session cookies Secure (when the console is served over https).
     #[arg(long, env = "TOLLGATE_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Directory of the console's islands bundle (built by `scripts/build-console`). Default:
+    /// `console/dist/pkg` of the source tree this binary was built from, when it exists.
+    /// Without the bundle the console's pages work as plain HTML, minus their islands.
+    #[arg(long, env = "TOLLGATE_CONSOLE_DIR")]
+    console_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -226,6 +236,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             default_region: "default".into(),
             session_ttl: Duration::from_secs(14 * 24 * 3600),
             secure_cookies: false,
+            console_dir: args
+                .console_dir
+                .or_else(tollgate_api::assets::source_tree_dir),
         },
         db,
         bus,
@@ -296,6 +309,9 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
             default_region: args.region,
             session_ttl: args.session_ttl,
             secure_cookies: args.secure_cookies,
+            console_dir: args
+                .console_dir
+                .or_else(tollgate_api::assets::source_tree_dir),
         },
         db,
         bus,

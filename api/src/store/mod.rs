@@ -7,6 +7,7 @@ pub mod config_versions;
 pub mod control_plane_hostnames;
 pub mod control_planes;
 pub mod entities;
+pub mod invitations;
 pub mod memberships;
 pub mod nodes;
 pub mod organizations;

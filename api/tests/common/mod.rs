@@ -51,6 +51,7 @@ impl TestApi {
                 default_region: "default".into(),
                 session_ttl: Duration::from_secs(3600),
                 secure_cookies: false,
+                console_dir: None,
             },
             conn,
             bus.clone(),

@@ -1,0 +1,315 @@
+//! The console's pages and forms over plain HTTP, as a browser without JavaScript uses them:
+//! forms post, errors come back beside the fields, success redirects; CSRF and roles hold.
+
+mod common;
+
+use common::TestApi;
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::json;
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(api: &TestApi) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: api.base.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, location, resp.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, location, resp.text().await.unwrap())
+    }
+
+    async fn csrf(&self, path: &str) -> String {
+        let (_, _, html) = self.get(path).await;
+        let start = html.find("name=\"csrf\" value=\"").expect("a csrf field")
+            + "name=\"csrf\" value=\"".len();
+        html[start..start + 64].to_string()
+    }
+}
+
+#[tokio::test]
+async fn forms_work_without_javascript() {
+    let api = TestApi::start().await;
+    let browser = Browser::new(&api);
+
+    let (status, location, _) = browser.get("/").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+    let (status, _, html) = browser
+        .post(
+            "/signup",
+            &[
+                ("email", "ops@example.com"),
+                ("password", "short"),
+                ("organization", "Ops"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("must be at least 10 characters")
+            && html.contains("value=\"ops@example.com\""),
+        "{html}"
+    );
+    let (status, location, _) = browser
+        .post(
+            "/signup",
+            &[
+                ("email", "ops@example.com"),
+                ("password", "a long password"),
+                ("organization", "Ops"),
+            ],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let (status, _, html) = browser.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<title>Control planes · Tollgate</title>")
+            && html.contains("Welcome to Tollgate"),
+        "{html}"
+    );
+
+    let csrf = browser.csrf("/").await;
+    let (status, _, html) = browser
+        .post("/control-planes", &[("csrf", &csrf), ("name", "")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("field-error"), "{html}");
+    let (status, location, _) = browser
+        .post("/control-planes", &[("csrf", &csrf), ("name", "shop")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let services = location.split('?').next().unwrap().to_string();
+    let routes = services.replace("/services", "/routes");
+
+    let (status, _, html) = browser
+        .post(
+            &services,
+            &[("csrf", &csrf), ("name", "api"), ("url", "http:///nohost")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("missing host in url"), "{html}");
+    let (status, _, _) = browser
+        .post(
+            &services,
+            &[
+                ("csrf", &csrf),
+                ("name", "api"),
+                ("url", "http://127.0.0.1:9/"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&routes).await;
+    let service_id = html
+        .split("<option value=\"")
+        .nth(2)
+        .and_then(|s| s.split('"').next())
+        .expect("the service option")
+        .to_string();
+
+    // A path without a leading slash: the error is shown beside the field, the input kept.
+    let route = |path: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "r".into()),
+            ("service", service_id.clone()),
+            ("paths", path.into()),
+            ("protocols", "http, https".into()),
+            ("strip_path", "on".into()),
+        ]
+    };
+    let form: Vec<(&str, String)> = route("no-slash");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, html) = browser.post(&routes, &pairs).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("line 1: should start with: / (fixed path) or ~/ (regex path)"),
+        "{html}"
+    );
+    assert!(html.contains(">no-slash</textarea>"), "{html}");
+    let form = route("/shop");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _) = browser.post(&routes, &pairs).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&location).await;
+    assert!(
+        html.contains("Route r created")
+            && html.contains("curl -i http://shop.localhost:8000/shop"),
+        "{html}"
+    );
+
+    // A form without this session's token changes nothing.
+    let (status, _, _) = browser
+        .post(
+            &services,
+            &[
+                ("csrf", "forged"),
+                ("name", "evil"),
+                ("url", "http://evil.com"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Deleting asks first when the browser did not.
+    let route_page = format!("{routes}/r");
+    let (status, _, html) = browser
+        .post(&format!("{route_page}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Yes, delete"), "{html}");
+    let (_, _, html) = browser.get(&routes).await;
+    assert!(html.contains("/shop"), "still there before confirming");
+
+    // History shows who changed what, and a diff.
+    let history = services.replace("/services", "/history");
+    let (_, _, html) = browser.get(&format!("{history}?from=2&to=3")).await;
+    assert!(
+        html.contains("create route r") && html.contains("ops@example.com"),
+        "{html}"
+    );
+    assert!(html.contains("<ins class=\"d-add\">"), "{html}");
+
+    let (status, location, _) = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+    let (status, _, _) = browser.get(&services).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "logged out");
+    let (status, location, _) = browser
+        .post(
+            "/login",
+            &[
+                ("email", "ops@example.com"),
+                ("password", "a long password"),
+            ],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenants_pages_are_not_found_and_viewers_cannot_write() {
+    let api = TestApi::start().await;
+    let owner_token = api.tenant("owner").await;
+    let cp = api.control_plane(&owner_token, "private").await;
+    let cp_id = cp["id"].as_str().unwrap();
+
+    let stranger = Browser::new(&api);
+    stranger
+        .post(
+            "/signup",
+            &[
+                ("email", "x@example.com"),
+                ("password", "a long password"),
+                ("organization", "X"),
+            ],
+        )
+        .await;
+    for tab in ["services", "routes", "nodes", "history"] {
+        let (status, _, html) = stranger
+            .get(&format!("/control-planes/{cp_id}/{tab}"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{tab}");
+        assert!(!html.contains("private"), "{html}");
+    }
+
+    // A viewer sees pages without forms, and a forged post is refused by the API's rule.
+    let (status, invitation) = api
+        .post(
+            "/api/v1/invitations",
+            &owner_token,
+            json!({"email": "viewer@example.com", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let token = invitation["token"].as_str().unwrap();
+    let viewer = Browser::new(&api);
+    let (status, location, _) = viewer
+        .post(
+            &format!("/invite/{token}"),
+            &[("password", "a long password")],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let (status, _, html) = viewer
+        .get(&format!("/control-planes/{cp_id}/services"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("read-only access") && !html.contains("New service"),
+        "{html}"
+    );
+    let csrf = viewer
+        .csrf(&format!("/control-planes/{cp_id}/services"))
+        .await;
+    let (status, _, _) = viewer
+        .post(
+            &format!("/control-planes/{cp_id}/services"),
+            &[
+                ("csrf", &csrf),
+                ("name", "x"),
+                ("url", "http://example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, services) = api
+        .get(
+            &format!("/api/v1/control-planes/{cp_id}/services"),
+            &owner_token,
+        )
+        .await;
+    assert_eq!(
+        services["data"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+    api.stop().await;
+}
