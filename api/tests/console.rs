@@ -205,6 +205,40 @@ async fn forms_work_without_javascript() {
     let (_, _, html) = browser.get(&routes).await;
     assert!(html.contains("/shop"), "still there before confirming");
 
+    // A service's page edits it; it cannot be deleted while a route uses it.
+    let service_page = format!("{services}/api");
+    let (_, _, html) = browser.get(&service_page).await;
+    assert!(html.contains("1 route(s) use this service"), "{html}");
+    let edit = |retries: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "api".to_string()),
+            ("url", "http://127.0.0.1:9/".to_string()),
+            ("retries", retries.to_string()),
+            ("connect_timeout", "1000".to_string()),
+            ("write_timeout", "1000".to_string()),
+            ("read_timeout", "1000".to_string()),
+            ("enabled", "on".to_string()),
+        ]
+    };
+    let form = edit("-1");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, html) = browser.post(&service_page, &pairs).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("value should be between 0 and 32767"),
+        "{html}"
+    );
+    let form = edit("2");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _) = browser.post(&service_page, &pairs).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&location).await;
+    assert!(
+        html.contains("Service saved.") && html.contains("value=\"2\""),
+        "{html}"
+    );
+
     // History shows who changed what, and a diff.
     let history = services.replace("/services", "/history");
     let (_, _, html) = browser.get(&format!("{history}?from=2&to=3")).await;
@@ -213,6 +247,24 @@ async fn forms_work_without_javascript() {
         "{html}"
     );
     assert!(html.contains("<ins class=\"d-add\">"), "{html}");
+
+    // Confirmed, the route goes; then its service can go too.
+    let (status, _, _) = browser
+        .post(
+            &format!("{route_page}/delete"),
+            &[("csrf", &csrf), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = browser
+        .post(
+            &format!("{service_page}/delete"),
+            &[("csrf", &csrf), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = browser.get(&service_page).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, location, _) = browser.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(

@@ -42,6 +42,14 @@ pub fn routes() -> Router<AppState> {
             get(plane_pages::services).post(plane_pages::create_service),
         )
         .route(
+            "/control-planes/{cp}/services/{service}",
+            get(plane_pages::service).post(plane_pages::update_service),
+        )
+        .route(
+            "/control-planes/{cp}/services/{service}/delete",
+            post(plane_pages::delete_service),
+        )
+        .route(
             "/control-planes/{cp}/routes",
             get(plane_pages::routes).post(plane_pages::create_route),
         )

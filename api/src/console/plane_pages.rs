@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 use tollgate_console::forms::FormState;
 use tollgate_console::layout::Flash;
 use tollgate_console::pages::control_plane::{
-    confirm_page, history_page, nodes_page, route_page, routes_page, services_page, DiffLine,
-    DiffView, ListPage, NodeRow, PlaneHeader, RouteRow, ServiceRow, Tab, VersionRow,
+    confirm_page, history_page, nodes_page, route_page, routes_page, service_page, services_page,
+    DiffLine, DiffView, ListPage, NodeRow, PlaneHeader, RouteRow, ServiceRow, Tab, VersionRow,
 };
 use tollgate_console::pages::overview::{overview_page, ControlPlaneRow};
 use tollgate_model::entity::Entity;
@@ -21,7 +21,7 @@ use super::{csrf_refusal, done, error_page, fields, flash, refused, ConsoleUser,
 use crate::config::find_control_plane;
 use crate::control_planes::{create_control_plane, view, CreateControlPlane};
 use crate::error::{ApiError, ApiResult};
-use crate::gateway::{all_of, create_entity, delete_entity, upsert_entity};
+use crate::gateway::{all_of, create_entity, delete_entity, update_entity, upsert_entity};
 use crate::nodes::node_views;
 use crate::state::AppState;
 use crate::store::{config_versions, control_planes};
@@ -895,6 +895,198 @@ pub async fn restore(
                     version, restored.0.version
                 ),
             ))
+        }
+        .await,
+    )
+}
+
+// ---- one service ----------------------------------------------------------------------------
+
+fn service_form_values(service: &Service) -> FormState {
+    let mut values = BTreeMap::new();
+    values.insert("name".into(), service.name.clone().unwrap_or_default());
+    values.insert("url".into(), service_url(service));
+    values.insert("tags".into(), service.tags.join(", "));
+    values.insert("retries".into(), service.retries.to_string());
+    values.insert(
+        "connect_timeout".into(),
+        service.connect_timeout.to_string(),
+    );
+    values.insert("write_timeout".into(), service.write_timeout.to_string());
+    values.insert("read_timeout".into(), service.read_timeout.to_string());
+    values.insert(
+        "enabled".into(),
+        if service.enabled { "on" } else { "off" }.into(),
+    );
+    FormState {
+        values,
+        ..FormState::default()
+    }
+}
+
+async fn render_service(
+    state: &AppState,
+    user: &ConsoleUser,
+    cp: &str,
+    id: &str,
+    form: Option<FormState>,
+    flash: Option<Flash>,
+) -> ApiResult<String> {
+    let (model, header) = header(state, user, cp).await?;
+    let services: Vec<Service> = all_of(&state.db, model.id).await?;
+    let service = services
+        .iter()
+        .find(|s| s.id.to_string() == id || s.name.as_deref() == Some(id))
+        .ok_or(ApiError::NotFound)?;
+    let routes: Vec<Route> = all_of(&state.db, model.id).await?;
+    let using = routes
+        .iter()
+        .filter(|r| r.service.is_some_and(|fk| fk.id == service.id))
+        .count();
+    let form = form.unwrap_or_else(|| service_form_values(service));
+    Ok(service_page(
+        &user.viewer,
+        &header,
+        &service.id.to_string(),
+        &service_label(service),
+        using,
+        &form,
+        flash,
+        user.bundle,
+    ))
+}
+
+pub async fn service(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((cp, id)): Path<(String, String)>,
+    Query(query): QueryMap,
+) -> Response {
+    or_page(
+        &state,
+        async {
+            Ok(
+                Html(render_service(&state, &user, &cp, &id, None, flash(&query)).await?)
+                    .into_response(),
+            )
+        }
+        .await,
+    )
+}
+
+/// The service form as a PATCH: fields the form does not show keep their values.
+fn service_input(fields: &Fields) -> Value {
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let number = |name: &str| {
+        let raw = text(name);
+        raw.parse::<i64>().map_or(json!(raw), |n| json!(n))
+    };
+    let mut input = Map::new();
+    let name = text("name");
+    input.insert(
+        "name".into(),
+        if name.is_empty() {
+            Value::Null
+        } else {
+            json!(name)
+        },
+    );
+    input.insert("url".into(), json!(text("url")));
+    input.insert("tags".into(), json!(split_list(&text("tags"), &[','])));
+    for field in [
+        "retries",
+        "connect_timeout",
+        "write_timeout",
+        "read_timeout",
+    ] {
+        input.insert(field.into(), number(field));
+    }
+    input.insert(
+        "enabled".into(),
+        json!(fields.get("enabled").is_some_and(|v| v == "on")),
+    );
+    Value::Object(input)
+}
+
+pub async fn update_service(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((cp, id)): Path<(String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let fields = fields(pairs);
+    if let Some(refusal) = csrf_refusal(&user, &fields) {
+        return refusal;
+    }
+    or_page(
+        &state,
+        async {
+            match update_entity::<Service>(&state, &user.auth, &cp, &id, service_input(&fields))
+                .await
+            {
+                Ok(saved) => Ok(done(
+                    &format!("/control-planes/{cp}/services/{}", saved.0.id),
+                    "Service saved.",
+                )),
+                Err(e) => {
+                    let form = refused(&fields, e)?;
+                    let html = render_service(&state, &user, &cp, &id, Some(form), None).await?;
+                    Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+                }
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn delete_service(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((cp, id)): Path<(String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let fields = fields(pairs);
+    if let Some(refusal) = csrf_refusal(&user, &fields) {
+        return refusal;
+    }
+    or_page(
+        &state,
+        async {
+            let page = format!("/control-planes/{cp}/services/{id}");
+            if fields.get("confirmed").map(String::as_str) != Some("yes") {
+                let (_, header) = header(&state, &user, &cp).await?;
+                let html = confirm_page(
+                    &user.viewer,
+                    &header,
+                    Tab::Services,
+                    "Delete this service?",
+                    &format!("{page}/delete"),
+                    "Yes, delete",
+                    &page,
+                    user.bundle,
+                );
+                return Ok(Html(html).into_response());
+            }
+            match delete_entity::<Service>(&state, &user.auth, &cp, &id).await {
+                Ok(_) => Ok(done(
+                    &format!("/control-planes/{cp}/services"),
+                    "Service deleted.",
+                )),
+                Err(ApiError::Validation(v)) => {
+                    let message = v.fields.into_values().collect::<Vec<_>>().join("; ");
+                    Ok(Redirect::to(&format!(
+                        "{page}?error={}",
+                        tollgate_console::pages::auth::encode(&message)
+                    ))
+                    .into_response())
+                }
+                Err(e) => Err(e),
+            }
         }
         .await,
     )

@@ -174,7 +174,7 @@ pub fn services_page(
         .map(|s| {
             view! {
                 <tr>
-                    <td>{s.name.clone()}</td>
+                    <td><a href=format!("{base}/{}", s.id)>{s.name.clone()}</a></td>
                     <td><code>{s.url.clone()}</code></td>
                     <td>{s.tags.join(", ")}</td>
                     <td>{if s.enabled { "enabled" } else { "disabled" }}</td>
@@ -207,6 +207,58 @@ pub fn services_page(
         {rows.is_empty().then(|| view! { <p class="muted">"No services yet."</p> })}
         {pager(base.clone(), list)}
         {create}
+    };
+    page(viewer, header, Tab::Services, flash, bundle, body)
+}
+
+/// One service: edit form and delete (refused while routes use it).
+#[allow(clippy::too_many_arguments)]
+pub fn service_page(
+    viewer: &Viewer,
+    header: &PlaneHeader,
+    service_id: &str,
+    service_name: &str,
+    routes_using: usize,
+    form: &FormState,
+    flash: Option<Flash>,
+    bundle: bool,
+) -> String {
+    let base = format!("/control-planes/{}/services/{service_id}", header.id);
+    let edit = if viewer.can_write() {
+        let delete = if routes_using == 0 {
+            view! {
+                <form method="post" action=format!("{base}/delete") class="danger-zone">
+                    {csrf_field(viewer)}
+                    <ConfirmSubmit label="Delete service".to_string() question=format!("Delete service {service_name}?")/>
+                </form>
+            }
+            .into_any()
+        } else {
+            view! { <p class="muted danger-zone">{format!("{routes_using} route(s) use this service; delete or move them before deleting it.")}</p> }.into_any()
+        };
+        view! {
+            {error_summary(form, &["name", "url", "tags", "retries", "connect_timeout", "write_timeout", "read_timeout", "enabled"])}
+            <form method="post" action=base.clone() class="grid-form" novalidate>
+                {csrf_field(viewer)}
+                {text_field(form, "name", "Name", "text", "")}
+                {text_field(form, "url", "Upstream URL", "text", "protocol://host:port/path")}
+                {text_field(form, "tags", "Tags", "text", "Comma separated.")}
+                {text_field(form, "retries", "Retries", "number", "")}
+                {text_field(form, "connect_timeout", "Connect timeout (ms)", "number", "")}
+                {text_field(form, "write_timeout", "Write timeout (ms)", "number", "")}
+                {text_field(form, "read_timeout", "Read timeout (ms)", "number", "")}
+                {checkbox_field(form, "enabled", "Enabled", true)}
+                <div class="actions"><button type="submit" class="btn">"Save service"</button></div>
+            </form>
+            {delete}
+        }
+        .into_any()
+    } else {
+        view! { <p class="muted">"Viewers cannot edit services."</p> }.into_any()
+    };
+    let body = view! {
+        <h2>{format!("Service {service_name}")}</h2>
+        {edit}
     };
     page(viewer, header, Tab::Services, flash, bundle, body)
 }
