@@ -2,7 +2,7 @@
 // control plane, a service and a route through the forms; see the field error for a path
 // without a leading '/'; send a request through the edge; restore an older config version and
 // see the edge follow; create and revoke a token; a viewer cannot edit; log out and back in.
-// Every page visited is saved as a screenshot (see harness.js).
+// A screenshot of every page is saved once the page has settled (see harness.js).
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -49,14 +49,14 @@ async function confirmAndSubmit(page, button, confirmLabel, javaScript) {
   } else {
     await Promise.all([page.waitForNavigation(), button.click()]);
     await page.getByRole('heading', { level: 2 }).waitFor();
+    await screenshot(page, `js-off-confirm-${confirmLabel}`);
     await submit(page, confirmLabel);
   }
 }
 
-/** An extra screenshot of a state worth looking at; a shot that cannot be taken is reported,
- * not a failure of the console. */
+/** A screenshot of the page as it is now (the test waits, so it shows what the name says). */
 async function snap(page, name) {
-  await screenshot(page, name).catch((e) => console.error(`screenshot ${name} not saved: ${e.message}`));
+  await screenshot(page, name);
 }
 
 async function whenInteractive(page, javaScript) {
@@ -66,18 +66,22 @@ async function whenInteractive(page, javaScript) {
 for (const javaScript of [true, false]) {
   test(`the console flow with JavaScript ${javaScript ? 'on' : 'off'}`, async (t) => {
     if (javaScript) requireBundle();
-    const { base, browser, page } = await openConsole(t, { javaScript });
+    const { base, browser, page } = await openConsole(t, { javaScript, autoShots: false });
+    const mode = javaScript ? 'js-on' : 'js-off';
+    const shot = (name) => snap(page, `${mode}-${name}`);
     const email = `owner-${javaScript ? 'js' : 'nojs'}@example.com`;
     const password = 'a long password';
 
     // Sign up.
     await page.goto('/signup');
+    await shot('signup');
     await page.fill('#email', email);
     await page.fill('#password', password);
     await page.fill('#organization', 'Acme');
     await submit(page, 'Create account');
     assert.equal(new URL(page.url()).pathname, '/');
     await page.getByText('Welcome to Tollgate').waitFor();
+    await shot('overview-empty');
 
     // A control plane, a service, a route.
     await page.fill('#name', 'shop');
@@ -90,6 +94,7 @@ for (const javaScript of [true, false]) {
     await page.fill('#url', `${base}/api/v1/health`);
     await submit(page, 'Create service');
     await page.getByText('Service health created').waitFor();
+    await shot('services');
 
     await page.goto(`${cpPath}/routes`);
     await page.fill('#name', 'r1');
@@ -98,12 +103,13 @@ for (const javaScript of [true, false]) {
     await submit(page, 'Create route');
     const pathError = page.locator('#paths-error');
     await pathError.waitFor();
-    await snap(page, `route-field-error-js-${javaScript ? 'on' : 'off'}`);
+    await shot('routes-field-error');
     assert.match(await pathError.textContent(), /line 1: should start with: \/ \(fixed path\)/);
     assert.equal(await page.locator('#paths').inputValue(), 'health', 'the typed value is kept');
     await page.fill('#paths', '/health');
     await submit(page, 'Create route');
     await page.getByText('Route r1 created').waitFor();
+    await shot('routes');
     const curl = await page.locator('td.curl code').first().textContent();
     assert.equal(curl, `curl -i ${proxyUrl}/health`);
 
@@ -115,16 +121,18 @@ for (const javaScript of [true, false]) {
     await page.fill('#paths', '/v2');
     await submit(page, 'Save route');
     await page.getByText('Route saved').waitFor();
+    await shot('route-page');
     await edgeServes(proxyUrl, '/v2', '/health');
     await page.goto(`${cpPath}/history`);
     await whenInteractive(page, javaScript);
     const version3 = page.locator('tr', { has: page.locator('td.num', { hasText: /^3$/ }) });
     await confirmAndSubmit(page, version3.getByRole('button', { name: 'Restore' }), 'Yes, restore', javaScript);
     await page.getByText('Version 3 restored as version 5').waitFor();
+    await shot('history-restored');
     await edgeServes(proxyUrl, '/health', '/v2');
     await page.goto(`${cpPath}/history?from=4&to=5`);
     await page.getByText('Changes from version 4 to 5').waitFor();
-    await snap(page, `history-diff-js-${javaScript ? 'on' : 'off'}`);
+    await shot('history-diff');
 
     // Nodes: the dev edge reports the restored version.
     await waitFor('the node list to show version 5', async () => {
@@ -132,13 +140,14 @@ for (const javaScript of [true, false]) {
       return (await page.locator('td.num').first().textContent()) === '5';
     }, { timeout: 15_000 });
     assert.equal(await page.locator('.badge').first().textContent(), 'up to date');
+    await shot('nodes');
 
     // A token: shown once, works, revoked, stops working.
     await page.goto('/tokens');
     await page.fill('#name', 'ci');
     await submit(page, 'Create token');
     const token = (await page.locator('code.secret').textContent()).trim();
-    await snap(page, `token-shown-once-js-${javaScript ? 'on' : 'off'}`);
+    await shot('token-shown-once');
     assert.match(token, /^tgp_[0-9a-f]{64}$/);
     const me = (bearer) => fetch(`${base}/api/v1/me`, { headers: { authorization: `Bearer ${bearer}` } });
     assert.equal((await me(token)).status, 200);
@@ -147,6 +156,7 @@ for (const javaScript of [true, false]) {
     const ciRow = page.locator('tr', { has: page.locator('td', { hasText: /^ci$/ }) });
     await confirmAndSubmit(page, ciRow.getByRole('button', { name: 'Revoke' }), 'Yes, revoke', javaScript);
     await page.getByText('Token revoked').waitFor();
+    await shot('tokens-revoked');
     assert.equal((await me(token)).status, 401);
 
     // A viewer, invited through the Members page, sees everything and can change nothing.
@@ -156,15 +166,18 @@ for (const javaScript of [true, false]) {
     await submit(page, 'Create invitation link');
     const link = (await page.locator('code.secret').textContent()).trim();
     assert.ok(link.startsWith(`${base}/invite/`), link);
-    const viewerContext = await newContext(t, browser, { base, javaScript });
+    await shot('members-invitation-link');
+    const viewerContext = await newContext(t, browser, { base, javaScript, autoShots: false });
     const viewer = await viewerContext.newPage();
     await viewer.goto(link);
+    await snap(viewer, `${mode}-invite-accept`);
     await viewer.fill('#password', 'viewer password');
     await submit(viewer, 'Accept invitation');
     assert.equal(new URL(viewer.url()).pathname, '/');
     for (const tab of ['services', 'routes', 'history']) {
       await viewer.goto(`${cpPath}/${tab}`);
       await viewer.getByText('You have read-only access').waitFor();
+      await snap(viewer, `${mode}-viewer-${tab}`);
       assert.equal(await viewer.locator('form[method="post"] button.btn:not(.btn-ghost)').count(), 0,
         `no write forms on ${tab} for a viewer`);
     }
@@ -178,6 +191,7 @@ for (const javaScript of [true, false]) {
     // Log out and back in.
     await submit(page, 'Log out');
     assert.equal(new URL(page.url()).pathname, '/login');
+    await shot('login');
     await page.goto(`${cpPath}/routes`);
     assert.equal(new URL(page.url()).pathname, '/login', 'signed out, pages send you to log in');
     await page.fill('#email', email);
@@ -185,6 +199,7 @@ for (const javaScript of [true, false]) {
     await submit(page, 'Log in');
     assert.equal(new URL(page.url()).pathname, `${cpPath}/routes`, 'back where you were going');
     await page.getByText('r1').first().waitFor();
+    await shot('back-in');
 
     if (javaScript) {
       // The refused route form answers 400 on purpose; Chromium logs that as an error.

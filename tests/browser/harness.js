@@ -174,16 +174,18 @@ export async function launchChromium(t) {
  * problems (see `problemsOf`) and has each page it loads saved as a full-page screenshot;
  * those are all written before the context closes at the end of `t`.
  */
-export async function newContext(t, browser, { base, javaScript = true, ...options }) {
+export async function newContext(t, browser, { base, javaScript = true, autoShots = true, ...options }) {
   const context = await browser.newContext({
     baseURL: base, javaScriptEnabled: javaScript, ...options,
   });
   const shots = [];
   const label = `${slug(t.name).slice(0, 40)}-js-${javaScript ? 'on' : 'off'}`;
   context.on('page', (page) => watchPage(page, { javaScript }, (name) => {
-    shots.push(screenshot(page, `${label}-${name}`).catch((e) => {
+    // Tests that walk through pages quickly take their own shots, after each page settled.
+    if (!autoShots) return;
+    shots.push(screenshot(page, () => `${label}-${name()}`).catch((e) => {
       // A page that navigates again mid-shot loses that shot, not the test.
-      console.error(`screenshot ${label}-${name} not saved: ${e.message}`);
+      console.error(`a screenshot of ${label} not saved: ${e.message.split("\n")[0]}`);
     }));
   }));
   onTestEnd(t, async () => {
@@ -207,11 +209,11 @@ export function noJsContext(t, browser, base, options = {}) {
  * The common start of a console test: a fresh `tollgate dev`, Chromium, and a context with
  * JavaScript on or off. Returns `{ server, base, browser, context, page }`.
  */
-export async function openConsole(t, { javaScript = true, contextOptions = {} } = {}) {
+export async function openConsole(t, { javaScript = true, autoShots = true, contextOptions = {} } = {}) {
   const server = await startTollgate(t);
   const browser = await launchChromium(t);
   const context = await newContext(t, browser, {
-    base: server.base, javaScript, ...contextOptions,
+    base: server.base, javaScript, autoShots, ...contextOptions,
   });
   const page = await context.newPage();
   return { server, base: server.base, browser, context, page };
@@ -278,7 +280,10 @@ function watchPage(page, { javaScript }, onLoad) {
   let loads = 0;
   page.on('load', () => {
     loads += 1;
-    onLoad(`load-${loads}-${slug(new URL(page.url()).pathname) || 'root'}`);
+    // Named when the shot is taken, so the name says what the picture shows even when the
+    // page has moved on while an earlier shot was being taken.
+    const n = loads;
+    onLoad(() => `load-${n}-${slug(new URL(page.url()).pathname) || 'root'}`);
   });
 }
 
@@ -287,21 +292,24 @@ const FILE_LABEL = slug(path.basename(process.argv[1] || 'browser', '.js'));
 let shotCount = 0;
 /**
  * Saves a full-page screenshot of `page` as `<SCREENSHOTS>/<name>.png` (pages are saved on
- * each load already; this is for states after an interaction). Returns the file's path.
+ * each load already; this is for states after an interaction). `name` may be a function, called
+ * when the shot is taken. Returns the file's path.
  */
 export async function screenshot(page, name) {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  shotCount += 1;
-  const file = path.join(SCREENSHOTS,
-    `${FILE_LABEL}-${String(shotCount).padStart(2, '0')}-${slug(name)}.png`);
   // One shot at a time per page: a shot taken while another is in progress can stall.
   const previous = shotQueues.get(page) || Promise.resolve();
-  const shot = previous.catch(() => {}).then(() =>
+  const shot = previous.catch(() => {}).then(async () => {
+    shotCount += 1;
+    const label = typeof name === 'function' ? name() : name;
+    const file = path.join(SCREENSHOTS,
+      `${FILE_LABEL}-${String(shotCount).padStart(2, '0')}-${slug(label)}.png`);
     // A page that navigates on mid-shot never finishes one; do not wait long for it.
-    page.screenshot({ path: file, fullPage: true, timeout: 10_000 }));
+    await page.screenshot({ path: file, fullPage: true, timeout: 10_000 });
+    return file;
+  });
   shotQueues.set(page, shot);
-  await shot;
-  return file;
+  return shot;
 }
 
 const shotQueues = new WeakMap();
