@@ -14,7 +14,7 @@ use tollgate_console::pages::account::{
     ShownOnce, TokenRow,
 };
 
-use super::{csrf_refusal, done, error_page, fields, flash, refused, ConsoleUser};
+use super::{csrf_refusal, done, error_page, fields, flash, or_page, refused, ConsoleUser};
 use crate::accounts::{create_token, delete_token, list_tokens, CreateTokenRequest};
 use crate::assets::ConsoleBundle;
 use crate::auth::Role;
@@ -27,10 +27,6 @@ use crate::members::{
 use crate::state::AppState;
 
 const TIME: &str = "%Y-%m-%d %H:%M UTC";
-
-fn or_page(state: &AppState, result: ApiResult<Response>) -> Response {
-    result.unwrap_or_else(|e| error_page(state, e))
-}
 
 // ---- tokens ---------------------------------------------------------------------------------
 

@@ -221,6 +221,11 @@ fn done(to: &str, message: &str) -> Response {
     .into_response()
 }
 
+/// A page handler's result, its errors as pages.
+fn or_page(state: &AppState, result: crate::error::ApiResult<Response>) -> Response {
+    result.unwrap_or_else(|e| error_page(state, e))
+}
+
 /// Errors that are not about a form field: 404 and 403 as pages, the rest as the API's answer.
 fn error_page(_state: &AppState, error: ApiError) -> Response {
     let (status, title, message) = match &error {

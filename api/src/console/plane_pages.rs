@@ -17,7 +17,7 @@ use tollgate_console::pages::overview::{overview_page, ControlPlaneRow};
 use tollgate_model::entity::Entity;
 use tollgate_model::{Route, Service};
 
-use super::{csrf_refusal, done, error_page, fields, flash, refused, ConsoleUser, Fields};
+use super::{csrf_refusal, done, fields, flash, or_page, refused, ConsoleUser, Fields};
 use crate::config::find_control_plane;
 use crate::control_planes::{create_control_plane, view, CreateControlPlane};
 use crate::error::{ApiError, ApiResult};
@@ -29,10 +29,6 @@ use crate::store::{config_versions, control_planes};
 const PAGE_SIZE: usize = 50;
 
 type QueryMap = Query<BTreeMap<String, String>>;
-
-fn or_page(state: &AppState, result: ApiResult<Response>) -> Response {
-    result.unwrap_or_else(|e| error_page(state, e))
-}
 
 async fn header(
     state: &AppState,
@@ -51,6 +47,37 @@ async fn header(
             config_version: shown.config_version,
         },
     ))
+}
+
+/// The confirmation page for a destructive form on this control plane, unless the form says
+/// `confirmed=yes` (the islands' dialog, or the confirmation page itself, adds it).
+#[allow(clippy::too_many_arguments)]
+async fn ask_first(
+    state: &AppState,
+    user: &ConsoleUser,
+    cp: &str,
+    fields: &Fields,
+    tab: Tab,
+    question: &str,
+    action: &str,
+    confirm_label: &str,
+    cancel: &str,
+) -> ApiResult<Option<Response>> {
+    if fields.get("confirmed").map(String::as_str) == Some("yes") {
+        return Ok(None);
+    }
+    let (_, header) = header(state, user, cp).await?;
+    let html = confirm_page(
+        &user.viewer,
+        &header,
+        tab,
+        question,
+        action,
+        confirm_label,
+        cancel,
+        user.bundle,
+    );
+    Ok(Some(Html(html).into_response()))
 }
 
 // ---- overview -------------------------------------------------------------------------------
@@ -709,19 +736,20 @@ pub async fn delete_route(
     or_page(
         &state,
         async {
-            if fields.get("confirmed").map(String::as_str) != Some("yes") {
-                let (_, header) = header(&state, &user, &cp).await?;
-                let html = confirm_page(
-                    &user.viewer,
-                    &header,
-                    Tab::Routes,
-                    "Delete this route?",
-                    &format!("/control-planes/{cp}/routes/{id}/delete"),
-                    "Yes, delete",
-                    &format!("/control-planes/{cp}/routes/{id}"),
-                    user.bundle,
-                );
-                return Ok(Html(html).into_response());
+            if let Some(question) = ask_first(
+                &state,
+                &user,
+                &cp,
+                &fields,
+                Tab::Routes,
+                "Delete this route?",
+                &format!("/control-planes/{cp}/routes/{id}/delete"),
+                "Yes, delete",
+                &format!("/control-planes/{cp}/routes/{id}"),
+            )
+            .await?
+            {
+                return Ok(question);
             }
             delete_entity::<Route>(&state, &user.auth, &cp, &id).await?;
             Ok(done(
@@ -868,19 +896,20 @@ pub async fn restore(
         &state,
         async {
             let history = format!("/control-planes/{cp}/history");
-            if fields.get("confirmed").map(String::as_str) != Some("yes") {
-                let (_, header) = header(&state, &user, &cp).await?;
-                let html = confirm_page(
-                    &user.viewer,
-                    &header,
-                    Tab::History,
-                    &format!("Make a new version equal to version {version}?"),
-                    &format!("{history}/{version}/restore"),
-                    "Yes, restore",
-                    &history,
-                    user.bundle,
-                );
-                return Ok(Html(html).into_response());
+            if let Some(question) = ask_first(
+                &state,
+                &user,
+                &cp,
+                &fields,
+                Tab::History,
+                &format!("Make a new version equal to version {version}?"),
+                &format!("{history}/{version}/restore"),
+                "Yes, restore",
+                &history,
+            )
+            .await?
+            {
+                return Ok(question);
             }
             let restored = crate::versions::restore(
                 State(state.clone()),
@@ -1058,19 +1087,20 @@ pub async fn delete_service(
         &state,
         async {
             let page = format!("/control-planes/{cp}/services/{id}");
-            if fields.get("confirmed").map(String::as_str) != Some("yes") {
-                let (_, header) = header(&state, &user, &cp).await?;
-                let html = confirm_page(
-                    &user.viewer,
-                    &header,
-                    Tab::Services,
-                    "Delete this service?",
-                    &format!("{page}/delete"),
-                    "Yes, delete",
-                    &page,
-                    user.bundle,
-                );
-                return Ok(Html(html).into_response());
+            if let Some(question) = ask_first(
+                &state,
+                &user,
+                &cp,
+                &fields,
+                Tab::Services,
+                "Delete this service?",
+                &format!("{page}/delete"),
+                "Yes, delete",
+                &page,
+            )
+            .await?
+            {
+                return Ok(question);
             }
             match delete_entity::<Service>(&state, &user.auth, &cp, &id).await {
                 Ok(_) => Ok(done(
