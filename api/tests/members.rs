@@ -7,11 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{env_or, session_cookie, TestApi, POSTGRES_ADMIN_URL};
+use common::{session_cookie, TestApi};
 use reqwest::{Method, StatusCode};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -68,44 +66,11 @@ fn ids(list: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// This test's database: the test database that holds `organization_id`. (Every test database
-/// lives on the harness's Postgres server; the harness keeps its handle private.)
-async fn database_of(organization_id: &str) -> DatabaseConnection {
-    let admin_url = env_or("TOLLGATE_TEST_POSTGRES", POSTGRES_ADMIN_URL);
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_string();
-    let admin = Database::connect(&admin_url).await.expect("Postgres");
-    let names = admin
-        .query_all(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT datname FROM pg_database WHERE datname LIKE 'tollgate_test_%'",
-        ))
+/// This test's own database, for what the API does not expose (expiry, the audit log).
+async fn database_of(api: &TestApi) -> DatabaseConnection {
+    Database::connect(api.database_url())
         .await
-        .expect("list databases");
-    let org = Uuid::parse_str(organization_id).expect("organization id");
-    for row in names {
-        let name: String = row.try_get("", "datname").expect("datname");
-        let mut options = ConnectOptions::new(format!("{base}/{name}"));
-        options.max_connections(1).sqlx_logging(false);
-        // Other tests create and drop their databases meanwhile: skip what cannot be read.
-        let Ok(db) = Database::connect(options).await else {
-            continue;
-        };
-        let found = db
-            .query_one(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT 1 AS found FROM organizations WHERE id = $1",
-                [org.into()],
-            ))
-            .await;
-        if matches!(found, Ok(Some(_))) {
-            return db;
-        }
-        let _ = db.close().await;
-    }
-    panic!("no test database holds organization {organization_id}");
+        .expect("the test database")
 }
 
 #[tokio::test]
@@ -348,7 +313,7 @@ async fn an_existing_user_joins_with_their_password_and_tokens_work_once() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(reused, unknown);
     let expiring = invite(&api, &alpha, "late@example.com", "viewer").await;
-    let db = database_of(alpha_me["organization"]["id"].as_str().unwrap()).await;
+    let db = database_of(&api).await;
     let expired_at = chrono::Utc::now() - chrono::Duration::minutes(1);
     let changed = db
         .execute(Statement::from_sql_and_values(
@@ -684,7 +649,7 @@ async fn roles_are_managed_by_admins_and_the_last_owner_stays() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Every change is in the audit log.
-    let db = database_of(owner_me["organization"]["id"].as_str().unwrap()).await;
+    let db = database_of(&api).await;
     let rows = db
         .query_all(Statement::from_sql_and_values(
             DbBackend::Postgres,

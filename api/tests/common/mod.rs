@@ -23,7 +23,7 @@ pub struct TestApi {
     pub prefix: String,
     pub http: reqwest::Client,
     running: Option<RunningApi>,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 impl TestApi {
@@ -65,8 +65,13 @@ impl TestApi {
             prefix,
             http: reqwest::Client::new(),
             running: Some(running),
-            _db: db,
+            db,
         }
+    }
+
+    /// This test's own Postgres database, for checks the API does not expose.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
     }
 
     /// Stops the server and removes this test's NATS buckets.
