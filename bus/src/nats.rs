@@ -219,17 +219,24 @@ impl Bus for NatsBus {
 
     async fn heads(&self) -> Result<Vec<SnapshotHead>, BusError> {
         let store = self.heads_bucket().await?;
-        let mut keys = store.keys().await.map_err(unavailable)?;
-        let mut heads = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(unavailable)?;
-            if let Some(value) = store.get(&key).await.map_err(unavailable)? {
-                let head = serde_json::from_slice(&value)
-                    .map_err(|e| BusError::Decode(format!("head {key}: {e}")))?;
-                heads.push(head);
+        let list = async {
+            let mut keys = store.keys().await.map_err(unavailable)?;
+            let mut heads = Vec::new();
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(unavailable)?;
+                if let Some(value) = store.get(&key).await.map_err(unavailable)? {
+                    let head = serde_json::from_slice(&value)
+                        .map_err(|e| BusError::Decode(format!("head {key}: {e}")))?;
+                    heads.push(head);
+                }
             }
-        }
-        Ok(heads)
+            Ok(heads)
+        };
+        // A listing consumer that never completes (a server restarting under it) must not
+        // stall the publisher's reconcile loop; the next round tries again.
+        tokio::time::timeout(FETCH_TIMEOUT, list)
+            .await
+            .map_err(|_| BusError::Unavailable("listing config heads timed out".into()))?
     }
 
     async fn watch_config(

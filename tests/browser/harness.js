@@ -270,6 +270,8 @@ function watchPage(page, { javaScript }, onLoad) {
   page.on('requestfailed', (req) => {
     // With JavaScript off Chromium refuses the bundle's preloads, as a content security policy.
     if (!javaScript && req.failure()?.errorText === 'csp') return;
+    // Leaving a page cancels what it was still loading (the bundle's preloads): not a failure.
+    if (req.failure()?.errorText === 'net::ERR_ABORTED') return;
     found.failedRequests.push(`${req.method()} ${req.url()} failed: ${req.failure()?.errorText}`);
   });
   page.on('response', (resp) => {

@@ -284,7 +284,9 @@ where
 {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Some(value) = check().await {
+        // One check that hangs must not outlast the deadline either.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Some(value)) = tokio::time::timeout(remaining, check()).await {
             return value;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
