@@ -17,8 +17,13 @@ use uuid::Uuid;
 
 use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
 
-/// Longer than any healthy fetch of a snapshot body (tens of ms for MiBs).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longer than any healthy fetch of a snapshot body (tens of ms for MiBs) or listing of heads.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a superseded body stays readable: an edge (or API replica) that read the old head
+/// a moment ago is still fetching it. async-nats 0.40 waits forever for the chunks of an object
+/// deleted under a reader, so deleting at once turns that race into a stall.
+const SUPERSEDED_BODY_GRACE: Duration = Duration::from_secs(30);
 
 pub struct NatsBus {
     client: async_nats::Client,
@@ -187,10 +192,13 @@ impl Bus for NatsBus {
             };
             if moved {
                 if let Some(previous) = previous {
-                    // Edges still fetching it get "gone" and follow the new head instead.
-                    let _ = bodies
-                        .delete(body_name(id, previous.version).as_str())
-                        .await;
+                    let bodies = bodies.clone();
+                    let name = body_name(id, previous.version);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(SUPERSEDED_BODY_GRACE).await;
+                        // Best effort: a body left behind by a stopped process is only space.
+                        let _ = bodies.delete(name.as_str()).await;
+                    });
                 }
                 return Ok(());
             }
