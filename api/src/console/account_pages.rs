@@ -14,7 +14,7 @@ use tollgate_console::pages::account::{
     ShownOnce, TokenRow,
 };
 
-use super::{csrf_refusal, done, error_page, fields, flash, or_page, refused, ConsoleUser};
+use super::{done, error_page, fields, flash, or_page, refused, CheckedForm, ConsoleUser};
 use crate::accounts::{create_token, delete_token, list_tokens, CreateTokenRequest};
 use crate::assets::ConsoleBundle;
 use crate::auth::Role;
@@ -83,12 +83,8 @@ pub async fn tokens(
 pub async fn create(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -125,12 +121,8 @@ pub async fn revoke(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     if let Some(question) = unconfirmed(
         &user,
         &fields,
@@ -236,12 +228,8 @@ pub async fn invite(
     user: ConsoleUser,
     headers: HeaderMap,
     uri: Uri,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -296,12 +284,8 @@ pub async fn change_role(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -332,12 +316,8 @@ pub async fn remove(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     if let Some(question) = unconfirmed(
         &user,
         &fields,
@@ -368,12 +348,8 @@ pub async fn revoke_invite(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     if let Some(question) = unconfirmed(
         &user,
         &fields,

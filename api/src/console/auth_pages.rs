@@ -10,7 +10,7 @@ use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use tollgate_console::forms::FormState;
 use tollgate_console::pages::auth::{login_page, signup_page};
 
-use super::{csrf_refusal, error_page, fields, refused, ConsoleUser};
+use super::{error_page, fields, refused, CheckedForm, ConsoleUser};
 use crate::accounts::{log_in, sign_up, LoginRequest, SignupRequest};
 use crate::assets::ConsoleBundle;
 use crate::auth::{session_cookie, Credential};
@@ -115,11 +115,8 @@ pub async fn signup_submit(
 pub async fn logout(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Form(pairs): Form<Vec<(String, String)>>,
+    _checked: CheckedForm,
 ) -> Response {
-    if let Some(refusal) = csrf_refusal(&user, &fields(pairs)) {
-        return refusal;
-    }
     if let Credential::Session { session_key } = &user.auth.credential {
         if let Err(e) = state.ephemeral.delete(session_key).await {
             return error_page(&state, e);

@@ -8,7 +8,7 @@ mod plane_pages;
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequestParts, OriginalUri};
+use axum::extract::{Form, FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -167,17 +167,35 @@ pub fn fields(pairs: Vec<(String, String)>) -> Fields {
     pairs.into_iter().collect()
 }
 
-/// The refusal of a form whose CSRF token is not this session's; `None` lets it through.
-fn csrf_refusal(user: &ConsoleUser, fields: &Fields) -> Option<Response> {
-    if fields.get("csrf") == Some(&user.viewer.csrf) {
-        return None;
+/// A console form's fields, once its CSRF token proved it came from this session's own page;
+/// otherwise the request is refused with a page saying so, before any handler runs.
+pub struct CheckedForm(pub Fields);
+
+impl FromRequest<AppState> for CheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let expected = session_id(&parts).map(|id| csrf_token(&id));
+        let bundle = crate::assets::ConsoleBundle::from_request_parts(&mut parts, state)
+            .await
+            .map(|b| b.served())
+            .unwrap_or(false);
+        let Form(pairs) =
+            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let fields = fields(pairs);
+        if expected.is_some() && fields.get("csrf") == expected.as_ref() {
+            return Ok(CheckedForm(fields));
+        }
+        let html = tollgate_console::pages::auth::notice_page(
+            "Form expired",
+            "This form has expired or came from another site. Go back, reload the page and try again.",
+            bundle,
+        );
+        Err((StatusCode::FORBIDDEN, Html(html)).into_response())
     }
-    let html = tollgate_console::pages::auth::notice_page(
-        "Form expired",
-        "This form has expired or came from another site. Go back, reload the page and try again.",
-        user.bundle,
-    );
-    Some((StatusCode::FORBIDDEN, Html(html)).into_response())
 }
 
 /// A form's state after the API refused it: values as typed, errors by field.

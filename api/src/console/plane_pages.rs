@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -17,7 +17,7 @@ use tollgate_console::pages::overview::{overview_page, ControlPlaneRow};
 use tollgate_model::entity::Entity;
 use tollgate_model::{Route, Service};
 
-use super::{csrf_refusal, done, fields, flash, or_page, refused, ConsoleUser, Fields};
+use super::{done, flash, or_page, refused, CheckedForm, ConsoleUser, Fields};
 use crate::config::find_control_plane;
 use crate::control_planes::{create_control_plane, view, CreateControlPlane};
 use crate::error::{ApiError, ApiResult};
@@ -130,12 +130,8 @@ pub async fn overview(
 pub async fn create_plane(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     let request = CreateControlPlane {
         name: fields.get("name").cloned().unwrap_or_default(),
         region: None,
@@ -278,12 +274,8 @@ pub async fn create_service(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(cp): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     let mut input = Map::new();
     let name = fields
         .get("name")
@@ -554,12 +546,8 @@ pub async fn create_route(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(cp): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -690,12 +678,8 @@ pub async fn update_route(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path((cp, id)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -727,12 +711,8 @@ pub async fn delete_route(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path((cp, id)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -886,12 +866,8 @@ pub async fn restore(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path((cp, version)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -1046,12 +1022,8 @@ pub async fn update_service(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path((cp, id)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
@@ -1077,12 +1049,8 @@ pub async fn delete_service(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path((cp, id)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    let fields = fields(pairs);
-    if let Some(refusal) = csrf_refusal(&user, &fields) {
-        return refusal;
-    }
     or_page(
         &state,
         async {
