@@ -348,6 +348,8 @@ pub async fn update(
     Path(cp): Path<String>,
     JsonBody(req): JsonBody<UpdateControlPlane>,
 ) -> ApiResult<Json<ControlPlaneView>> {
+    // The role first: a viewer hears "not allowed", not what is wrong with the body.
+    auth.require_write()?;
     let mut errors = ValidationError::new();
     let name = req.name.as_deref().map(|n| check_name(n, &mut errors));
     let hostnames = req

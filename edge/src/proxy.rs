@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{
     HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
@@ -24,6 +24,10 @@ use crate::state::EdgeState;
 use crate::upstream::Upstreams;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Kong's `X-Kong-Proxy-Latency`: milliseconds the edge spent before sending upstream.
+const X_PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
+/// Kong's `X-Kong-Upstream-Latency`: milliseconds from sending upstream to its response head.
+const X_UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-upstream-latency");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -83,6 +87,7 @@ impl Proxy {
         request: Request<Incoming>,
         request_id: &HeaderValue,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let received = Instant::now();
         // Held until the response head is back: a swap mid-request does not change its config.
         let served = self.state.served.load_full();
         let (mut parts, body) = request.into_parts();
@@ -185,6 +190,7 @@ impl Proxy {
         let read_timeout =
             Duration::from_millis(u64::try_from(service.read_timeout).unwrap_or(60_000));
         let client = self.upstreams.for_service(&service);
+        let sent = Instant::now();
         let pending = client.request(Request::from_parts(parts, body));
         let response = match tokio::time::timeout(read_timeout, pending).await {
             Ok(Ok(response)) => response,
@@ -192,10 +198,19 @@ impl Proxy {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
         };
 
+        let answered = Instant::now();
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        let millis =
+            |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        parts
+            .headers
+            .insert(X_PROXY_LATENCY, millis(sent - received));
+        parts
+            .headers
+            .insert(X_UPSTREAM_LATENCY, millis(answered - sent));
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
 }

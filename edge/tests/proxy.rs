@@ -223,6 +223,12 @@ async fn preserve_host_and_forwarded_headers() {
     assert_eq!(answer.path(), "/a/b");
     assert_eq!(answer.body["query"], "c=d");
 
+    // Kong's latency headers, in whole milliseconds.
+    for header in ["x-tollgate-proxy-latency", "x-tollgate-upstream-latency"] {
+        let value = answer.headers[header].to_str().unwrap();
+        assert!(value.parse::<u64>().is_ok(), "{header}: {value}");
+    }
+
     // A request id is made up when missing, sent upstream and returned.
     let generated = answer.headers["x-request-id"].to_str().unwrap();
     assert_eq!(generated.len(), 32);
@@ -436,4 +442,30 @@ async fn post_bodies_and_h2c_prior_knowledge() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["path"], "/two");
+}
+
+#[tokio::test]
+async fn upstream_latency_covers_the_upstreams_time_to_answer() {
+    let up = delayed_upstream(Duration::from_millis(300)).await;
+    let svc = service(json!({ "url": format!("http://{up}") }));
+    let setup = serve_snapshot(snapshot(
+        Uuid::now_v7(),
+        1,
+        &["slow.test"],
+        vec![svc.clone()],
+        vec![route_to(&svc, json!({ "paths": ["/"] }))],
+    ))
+    .await;
+    let answer = get(&setup.edge, "slow.test", "/").await;
+    assert_eq!(answer.status, 200);
+    let upstream: u64 = answer.headers["x-tollgate-upstream-latency"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        upstream >= 300,
+        "the upstream took at least 300 ms, the header says {upstream}"
+    );
+    setup.edge.shutdown().await;
 }

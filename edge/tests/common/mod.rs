@@ -103,6 +103,15 @@ pub async fn upload_echo_upstream() -> SocketAddr {
     serve_axum(app).await
 }
 
+/// An upstream that answers after `delay`.
+pub async fn delayed_upstream(delay: Duration) -> SocketAddr {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        "late"
+    });
+    serve_axum(app).await
+}
+
 /// An upstream that never answers within a test's patience.
 pub async fn slow_upstream() -> SocketAddr {
     let app = axum::Router::new().fallback(|| async {
