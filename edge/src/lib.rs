@@ -7,6 +7,7 @@ mod data_dir;
 mod errors;
 mod heartbeat;
 mod listener;
+mod metrics;
 mod proxy;
 pub mod router;
 mod served;

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::errors::{ProxyBody, ProxyError};
+use crate::metrics::RequestLabels;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
@@ -70,10 +71,18 @@ impl Proxy {
             route = Empty,
         );
         async move {
-            let response = match self.forward(connection, request, &request_id).await {
+            let received = Instant::now();
+            let mut labels = RequestLabels::default();
+            let response = match self
+                .forward(connection, request, &request_id, &mut labels)
+                .await
+            {
                 Ok(response) => response,
                 Err(error) => error.into_response(&request_id),
             };
+            self.state
+                .metrics
+                .observe(&labels, response.status(), received.elapsed());
             tracing::debug!(status = response.status().as_u16(), "answered");
             response
         }
@@ -86,6 +95,7 @@ impl Proxy {
         connection: ConnectionInfo,
         request: Request<Incoming>,
         request_id: &HeaderValue,
+        labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let received = Instant::now();
         // Held until the response head is back: a swap mid-request does not change its config.
@@ -113,6 +123,7 @@ impl Proxy {
         let span = tracing::Span::current();
         span.record("organization", display(control_plane.organization_id));
         span.record("control_plane", display(control_plane.id));
+        labels.control_plane = Some(control_plane.id);
 
         let original_uri = parts.uri.clone();
         let original_path = original_uri.path();
@@ -143,10 +154,12 @@ impl Proxy {
         };
         let route = matched.route.clone();
         tracing::Span::current().record("route", display(route.id));
+        labels.route = Some(route.id);
         let service = match &route.service {
             Some(service) if service.enabled => service.clone(),
             _ => return Err(ProxyError::NoService),
         };
+        labels.service = Some(service.id);
         let stripped_prefix = matched
             .matched
             .filter(|prefix| route.strip_path && !prefix.is_empty())
@@ -199,6 +212,7 @@ impl Proxy {
         };
 
         let answered = Instant::now();
+        labels.upstream = Some(answered - sent);
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         parts.headers.append(VIA, VIA_TOLLGATE);

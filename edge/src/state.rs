@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::metrics::EdgeMetrics;
 use crate::served::ServedConfig;
 
 pub struct EdgeState {
@@ -16,6 +17,7 @@ pub struct EdgeState {
     pub served: ArcSwap<ServedConfig>,
     /// Woken after each applied or removed snapshot, so a heartbeat reports it at once.
     pub config_changed: Notify,
+    pub metrics: EdgeMetrics,
     ready: AtomicBool,
 }
 
@@ -33,6 +35,7 @@ impl EdgeState {
             binary_version,
             served: ArcSwap::from_pointee(served),
             config_changed: Notify::new(),
+            metrics: EdgeMetrics::new(),
             ready: AtomicBool::new(ready),
         }
     }

@@ -1,5 +1,6 @@
-//! The status listener: `GET /status` (node, version, applied configs) and `GET /status/ready`
-//! (200 once a config is loaded, 503 before) for load balancers and the console.
+//! The status listener: `GET /status` (node, version, applied configs), `GET /status/ready`
+//! (200 once a config is loaded, 503 before) for load balancers and the console, and
+//! `GET /metrics` for Prometheus.
 
 use std::sync::Arc;
 
@@ -27,6 +28,16 @@ pub async fn respond(state: Arc<EdgeState>, request: Request<Incoming>) -> Respo
                 "control_planes": state.served.load().applied(),
             }),
         ),
+        "/metrics" => {
+            let text = state.metrics.render(&state.served.load());
+            let body = http_body_util::Full::new(bytes::Bytes::from(text));
+            let mut response = Response::new(http_body_util::Either::Right(body));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
         "/status/ready" if state.is_ready() => {
             json_response(StatusCode::OK, &json!({"ready": true}))
         }

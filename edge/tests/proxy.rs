@@ -469,3 +469,61 @@ async fn upstream_latency_covers_the_upstreams_time_to_answer() {
     );
     setup.edge.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_show_config_versions() {
+    let up = echo_upstream().await;
+    let svc = service(json!({ "url": format!("http://{up}") }));
+    let route = route_to(&svc, json!({ "paths": ["/counted"] }));
+    let cp = Uuid::now_v7();
+    let setup = serve_snapshot(snapshot(
+        cp,
+        4,
+        &["metrics.test"],
+        vec![svc.clone()],
+        vec![route.clone()],
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&setup.edge, "metrics.test", "/counted").await.status,
+            200
+        );
+    }
+    assert_eq!(
+        get(&setup.edge, "metrics.test", "/nothing-here")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(&setup.edge, "unknown.test", "/").await.status, 404);
+
+    let text = http()
+        .get(format!("http://{}/metrics", setup.edge.status_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expect = [
+        format!(
+            "tollgate_edge_requests_total{{control_plane=\"{cp}\",route=\"{}\",service=\"{}\",status=\"200\"}} 3",
+            route.id, svc.id
+        ),
+        format!(
+            "tollgate_edge_requests_total{{control_plane=\"{cp}\",route=\"none\",service=\"none\",status=\"404\"}} 1"
+        ),
+        "tollgate_edge_requests_total{control_plane=\"none\",route=\"none\",service=\"none\",status=\"404\"} 1".to_string(),
+        format!("tollgate_edge_config_version{{control_plane=\"{cp}\"}} 4"),
+        format!("tollgate_edge_upstream_duration_seconds_count{{control_plane=\"{cp}\"}} 3"),
+        format!("tollgate_edge_request_duration_seconds_count{{control_plane=\"{cp}\"}} 4"),
+    ];
+    for line in expect {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    setup.edge.shutdown().await;
+}
