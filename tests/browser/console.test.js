@@ -141,6 +141,9 @@ for (const javaScript of [true, false]) {
     }, { timeout: 15_000 });
     assert.equal(await page.locator('.badge').first().textContent(), 'up to date');
     await shot('nodes');
+    await page.goto('/');
+    await page.getByText('1 of 1 nodes current · applied v5').waitFor();
+    await shot('overview');
 
     // A token: shown once, works, revoked, stops working.
     await page.goto('/tokens');

@@ -96,6 +96,13 @@ async fn render_overview(
     let mut rows = Vec::with_capacity(planes.len());
     for cp in planes {
         let nodes = node_views(&state.db, &cp).await?;
+        let mut applied_versions: Vec<i64> = nodes
+            .iter()
+            .filter(|n| n.status != "offline")
+            .map(|n| n.config_version)
+            .collect();
+        applied_versions.sort_unstable_by(|a, b| b.cmp(a));
+        applied_versions.dedup();
         let shown = view(state, &state.db, cp).await?;
         rows.push(ControlPlaneRow {
             id: shown.id.to_string(),
@@ -105,6 +112,7 @@ async fn render_overview(
             config_version: shown.config_version,
             nodes_current: nodes.iter().filter(|n| n.status == "up to date").count(),
             nodes: nodes.len(),
+            applied_versions,
         });
     }
     Ok(overview_page(&user.viewer, &rows, form, flash, user.bundle))

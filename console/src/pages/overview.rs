@@ -15,6 +15,8 @@ pub struct ControlPlaneRow {
     pub config_version: i64,
     pub nodes: usize,
     pub nodes_current: usize,
+    /// The distinct config versions the online nodes have applied, newest first.
+    pub applied_versions: Vec<i64>,
 }
 
 fn empty_state() -> impl IntoView {
@@ -45,7 +47,18 @@ pub fn overview_page(
             let status = if p.nodes == 0 {
                 "no nodes".to_string()
             } else {
-                format!("{} of {} nodes current", p.nodes_current, p.nodes)
+                let applied = p
+                    .applied_versions
+                    .iter()
+                    .map(|v| format!("v{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let applied = if applied.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · applied {applied}")
+                };
+                format!("{} of {} nodes current{applied}", p.nodes_current, p.nodes)
             };
             view! {
                 <tr>
