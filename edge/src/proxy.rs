@@ -74,7 +74,7 @@ impl Proxy {
             let received = Instant::now();
             let mut labels = RequestLabels::default();
             let response = match self
-                .forward(connection, request, &request_id, &mut labels)
+                .forward(connection, request, &request_id, received, &mut labels)
                 .await
             {
                 Ok(response) => response,
@@ -95,9 +95,9 @@ impl Proxy {
         connection: ConnectionInfo,
         request: Request<Incoming>,
         request_id: &HeaderValue,
+        received: Instant,
         labels: &mut RequestLabels,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let received = Instant::now();
         // Held until the response head is back: a swap mid-request does not change its config.
         let served = self.state.served.load_full();
         let (mut parts, body) = request.into_parts();
