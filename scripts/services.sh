@@ -22,13 +22,14 @@ wait_port() {
 apt_updated=0
 apt_install() {
   if [ "$apt_updated" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    # Another apt (a benchmark's peers, unattended upgrades) may hold the lock: wait for it.
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
     apt_updated=1
   fi
   log "installing $*"
   # dpkg's progress lines are noise in a test log; they are shown when the install fails.
   local out
-  if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" 2>&1); then
+  if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" 2>&1); then
     printf '%s\n' "$out" >&2
     log "could not install $*"
     return 1
