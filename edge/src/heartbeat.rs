@@ -36,6 +36,7 @@ pub async fn run(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             control_planes: state.served.load().applied(),
+            target_health: Vec::new(),
         };
         match bus.publish_heartbeat(&heartbeat).await {
             Ok(()) => tracing::trace!("heartbeat sent"),

@@ -32,4 +32,29 @@ pub struct Heartbeat {
     /// Unix seconds.
     pub sent_at: i64,
     pub control_planes: Vec<AppliedConfig>,
+    /// The health this edge sees for each target of each upstream it balances.
+    #[serde(default)]
+    pub target_health: Vec<TargetHealthReport>,
+}
+
+/// One target's health as one edge sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetHealthReport {
+    pub control_plane_id: Uuid,
+    pub upstream_id: Uuid,
+    /// The target as configured, `host:port`.
+    pub target: String,
+    pub health: TargetHealth,
+}
+
+/// Kong's target health values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetHealth {
+    Healthy,
+    Unhealthy,
+    /// Neither active nor passive checks are configured: always used.
+    HealthchecksOff,
+    /// The target's host name does not resolve.
+    DnsError,
 }

@@ -23,6 +23,8 @@ pub trait Entity: Serialize + DeserializeOwned {
     const SINGULAR: &'static str;
     /// Field names the input may carry.
     const FIELDS: &'static [&'static str];
+    /// Fields sealed at rest and never returned by the API (a certificate's private key).
+    const SECRET_FIELDS: &'static [&'static str] = &[];
 
     /// The defaults of a new entity, as a JSON object.
     fn defaults() -> Map<String, Value>;

@@ -12,7 +12,7 @@ use crate::hostname::{split_host_port, validate_host};
 use crate::ValidationError;
 
 /// Protocols a route may accept from clients.
-pub const ROUTE_PROTOCOLS: &[&str] = &["http", "https"];
+pub const ROUTE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs", "ws", "wss"];
 
 /// A Kong route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

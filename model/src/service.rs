@@ -9,7 +9,21 @@ use crate::hostname::validate_host;
 use crate::ValidationError;
 
 /// Protocols a service may speak to its upstream.
-pub const SERVICE_PROTOCOLS: &[&str] = &["http", "https"];
+pub const SERVICE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs", "ws", "wss"];
+
+/// Whether `protocol` runs over TLS.
+pub fn is_tls_protocol(protocol: &str) -> bool {
+    matches!(protocol, "https" | "grpcs" | "wss")
+}
+
+/// The port a URL of `protocol` means without one.
+pub fn default_port(protocol: &str) -> u16 {
+    if is_tls_protocol(protocol) {
+        443
+    } else {
+        80
+    }
+}
 
 /// A Kong service. `url` in the input is shorthand for protocol, host, port and path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -17,7 +31,7 @@ pub const SERVICE_PROTOCOLS: &[&str] = &["http", "https"];
 pub struct Service {
     pub id: Uuid,
     pub name: Option<String>,
-    /// `http` or `https`; default `http`.
+    /// `http` (default), `https`, `grpc`, `grpcs`, `ws` or `wss`.
     pub protocol: String,
     pub host: String,
     /// Default 80.
@@ -178,9 +192,7 @@ fn parse_service_url(raw: &str) -> Result<UrlParts, String> {
         Some(h) if !h.is_empty() => h.to_string(),
         _ => return Err("missing host in url".into()),
     };
-    let port = parsed
-        .port_or_known_default()
-        .ok_or_else(|| "missing port in url".to_string())?;
+    let port = parsed.port().unwrap_or(default_port(&protocol));
     // `Url` turns a missing path into "/"; Kong keeps it null, so look at the raw text.
     let has_path = after_scheme.contains('/');
     let path = has_path.then(|| parsed.path().to_string());
@@ -193,11 +205,15 @@ fn parse_service_url(raw: &str) -> Result<UrlParts, String> {
 }
 
 impl Service {
+    /// Whether requests go to the upstream over TLS.
+    pub fn uses_tls(&self) -> bool {
+        is_tls_protocol(&self.protocol)
+    }
+
     /// The upstream's authority as it goes in the `Host` header: the port only when not the
     /// scheme's default.
     pub fn host_header(&self) -> String {
-        let default = if self.protocol == "https" { 443 } else { 80 };
-        if self.port == default {
+        if self.port == i64::from(default_port(&self.protocol)) {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)

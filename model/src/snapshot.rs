@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Route, Service};
+use crate::{Certificate, Route, Service, Sni, Target, Upstream};
 
 /// Bumped when the snapshot layout changes incompatibly.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -16,13 +16,29 @@ pub struct Snapshot {
     pub control_plane_id: Uuid,
     pub organization_id: Uuid,
     pub version: i64,
-    /// `sha256:` and the hex digest of the content (hostnames, services, routes): equal content
-    /// gives an equal hash whatever the version number.
+    /// `sha256:` and the hex digest of the content (hostnames and entities): equal content gives
+    /// an equal hash whatever the version number.
     pub hash: String,
     /// The Host names a shared edge selects this control plane by.
     pub hostnames: Vec<String>,
     pub services: Vec<Service>,
     pub routes: Vec<Route>,
+    pub upstreams: Vec<Upstream>,
+    pub targets: Vec<Target>,
+    /// Private keys are sealed for this control plane (see [`crate::secret`]).
+    pub certificates: Vec<Certificate>,
+    pub snis: Vec<Sni>,
+}
+
+/// The gateway entities of one control plane, in any order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entities {
+    pub services: Vec<Service>,
+    pub routes: Vec<Route>,
+    pub upstreams: Vec<Upstream>,
+    pub targets: Vec<Target>,
+    pub certificates: Vec<Certificate>,
+    pub snis: Vec<Sni>,
 }
 
 #[derive(Serialize)]
@@ -30,50 +46,99 @@ struct Content<'a> {
     hostnames: &'a [String],
     services: &'a [Service],
     routes: &'a [Route],
+    upstreams: &'a [Upstream],
+    targets: &'a [Target],
+    certificates: &'a [Certificate],
+    snis: &'a [Sni],
 }
 
 impl Snapshot {
-    /// Builds a snapshot in canonical order (entities by id) and computes its hash.
+    /// A snapshot of services and routes only.
     pub fn compile(
         control_plane_id: Uuid,
         organization_id: Uuid,
         version: i64,
-        mut hostnames: Vec<String>,
-        mut services: Vec<Service>,
-        mut routes: Vec<Route>,
+        hostnames: Vec<String>,
+        services: Vec<Service>,
+        routes: Vec<Route>,
     ) -> Self {
+        let entities = Entities {
+            services,
+            routes,
+            ..Entities::default()
+        };
+        Snapshot::of(
+            control_plane_id,
+            organization_id,
+            version,
+            hostnames,
+            entities,
+        )
+    }
+
+    /// Builds a snapshot in canonical order (entities by id) and computes its hash.
+    pub fn of(
+        control_plane_id: Uuid,
+        organization_id: Uuid,
+        version: i64,
+        mut hostnames: Vec<String>,
+        entities: Entities,
+    ) -> Self {
+        let Entities {
+            mut services,
+            mut routes,
+            mut upstreams,
+            mut targets,
+            mut certificates,
+            mut snis,
+        } = entities;
         hostnames.sort();
         hostnames.dedup();
         services.sort_by_key(|s| s.id);
         routes.sort_by_key(|r| r.id);
-        let hash = content_hash(&hostnames, &services, &routes);
-        Snapshot {
+        upstreams.sort_by_key(|u| u.id);
+        targets.sort_by_key(|t| t.id);
+        certificates.sort_by_key(|c| c.id);
+        snis.sort_by_key(|s| s.id);
+        let mut snapshot = Snapshot {
             format: SNAPSHOT_FORMAT,
             control_plane_id,
             organization_id,
             version,
-            hash,
+            hash: String::new(),
             hostnames,
             services,
             routes,
-        }
+            upstreams,
+            targets,
+            certificates,
+            snis,
+        };
+        snapshot.hash = snapshot.content_hash();
+        snapshot
     }
 
     /// Whether the stored hash matches the content (a torn or edited file does not).
     pub fn verify(&self) -> bool {
-        self.format == SNAPSHOT_FORMAT
-            && content_hash(&self.hostnames, &self.services, &self.routes) == self.hash
+        self.format == SNAPSHOT_FORMAT && self.content_hash() == self.hash
+    }
+
+    fn content_hash(&self) -> String {
+        content_hash(&Content {
+            hostnames: &self.hostnames,
+            services: &self.services,
+            routes: &self.routes,
+            upstreams: &self.upstreams,
+            targets: &self.targets,
+            certificates: &self.certificates,
+            snis: &self.snis,
+        })
     }
 }
 
-fn content_hash(hostnames: &[String], services: &[Service], routes: &[Route]) -> String {
-    let content = Content {
-        hostnames,
-        services,
-        routes,
-    };
+fn content_hash(content: &Content<'_>) -> String {
     // Serializing plain structs and vectors cannot fail.
-    let bytes = serde_json::to_vec(&content).unwrap_or_default();
+    let bytes = serde_json::to_vec(content).unwrap_or_default();
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
