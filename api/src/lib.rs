@@ -56,6 +56,8 @@ pub struct ApiConfig {
     /// `scripts/build-console`). `None`, or a directory without them: pages are served without
     /// the bundle and work as plain HTML.
     pub console_dir: Option<std::path::PathBuf>,
+    /// Seals private keys at rest; without it, certificates cannot be written.
+    pub master_key: Option<tollgate_model::secret::MasterKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +246,7 @@ pub async fn start(
             default_region: config.default_region.clone(),
             session_ttl: config.session_ttl,
             secure_cookies: config.secure_cookies,
+            master_key: config.master_key.clone(),
         }),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -28,6 +28,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Mark session cookies `Secure` (serve the console over https).
     pub secure_cookies: bool,
+    /// Seals and opens secret fields; `None` refuses writes that carry secrets.
+    pub master_key: Option<tollgate_model::secret::MasterKey>,
 }
 
 impl Settings {

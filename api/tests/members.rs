@@ -728,6 +728,7 @@ async fn members_invitations_and_restore_work_on_sqlite() {
             session_ttl: Duration::from_secs(3600),
             secure_cookies: true,
             console_dir: None,
+            master_key: None,
         },
         db,
         Arc::new(tollgate_bus::MemoryBus::new()),

@@ -11,6 +11,7 @@ use tollgate_api::ephemeral::{EphemeralStore, MemoryStore, RedisStore};
 use tollgate_api::ApiConfig;
 use tollgate_bus::{Bus, MemoryBus, NatsBus};
 use tollgate_edge::EdgeConfig;
+use tollgate_model::secret::MasterKey;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -56,6 +57,17 @@ struct DevArgs {
     /// Address of the proxy.
     #[arg(long, env = "TOLLGATE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
     proxy_listen: SocketAddr,
+    /// Address of the proxy's TLS listener (certificates chosen by SNI from the config).
+    #[arg(
+        long,
+        env = "TOLLGATE_PROXY_TLS_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    proxy_tls_listen: SocketAddr,
+    /// 64 hex digits that seal private keys at rest. Default: the key in
+    /// `<data dir>/master.key`, created on first start.
+    #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
     /// Address of the edge's status endpoints.
     #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
     status_listen: SocketAddr,
@@ -114,6 +126,10 @@ struct ApiArgs {
     /// Without the bundle the console's pages work as plain HTML, minus their islands.
     #[arg(long, env = "TOLLGATE_CONSOLE_DIR")]
     console_dir: Option<PathBuf>,
+    /// 64 hex digits that seal private keys at rest (`openssl rand -hex 32`); the edges that
+    /// terminate TLS need the same key. Without it, certificates cannot be created.
+    #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -130,6 +146,14 @@ struct EdgeArgs {
     /// Address of the proxy.
     #[arg(long, env = "TOLLGATE_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
     proxy_listen: SocketAddr,
+    /// Address of the proxy's TLS listener (certificates chosen by SNI from the config); none
+    /// when not given.
+    #[arg(long, env = "TOLLGATE_PROXY_TLS_LISTEN")]
+    proxy_tls_listen: Option<SocketAddr>,
+    /// The API's master key (64 hex digits), to open the certificates' private keys. Without
+    /// it the TLS listener has no certificates.
+    #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
     /// Address of the status endpoints (`/status`, `/status/ready`).
     #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100")]
     status_listen: SocketAddr,
@@ -212,10 +236,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("migrating the database")?;
 
+    let master_key = match args.master_key {
+        Some(text) => parse_master_key(&text)?,
+        None => dev_master_key(&args.data_dir)?,
+    };
+
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let edge = tollgate_edge::start(
         EdgeConfig {
             proxy_listen: args.proxy_listen,
+            proxy_tls_listen: Some(args.proxy_tls_listen),
+            master_key: Some(master_key.clone()),
             status_listen: args.status_listen,
             data_dir: args.data_dir.join("edge"),
             region: "default".into(),
@@ -239,6 +270,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             console_dir: args
                 .console_dir
                 .or_else(tollgate_api::assets::source_tree_dir),
+            master_key: Some(master_key),
         },
         db,
         bus,
@@ -258,6 +290,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         edge.proxy_addr,
         edge.proxy_addr.port()
     );
+    if let Some(tls) = edge.proxy_tls_addr {
+        println!("  tls:     https://{tls} (certificates from the config, by SNI)");
+    }
     println!("  status:  http://{}/status", edge.status_addr);
     println!("Press Ctrl-C to stop.");
 
@@ -312,6 +347,11 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
             console_dir: args
                 .console_dir
                 .or_else(tollgate_api::assets::source_tree_dir),
+            master_key: args
+                .master_key
+                .as_deref()
+                .map(parse_master_key)
+                .transpose()?,
         },
         db,
         bus,
@@ -334,6 +374,12 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = tollgate_edge::start(
         EdgeConfig {
             proxy_listen: args.proxy_listen,
+            proxy_tls_listen: args.proxy_tls_listen,
+            master_key: args
+                .master_key
+                .as_deref()
+                .map(parse_master_key)
+                .transpose()?,
             status_listen: args.status_listen,
             data_dir: args.data_dir,
             region: args.region,
@@ -352,4 +398,33 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     edge.shutdown().await;
     Ok(())
+}
+
+fn parse_master_key(text: &str) -> anyhow::Result<MasterKey> {
+    MasterKey::parse(text).map_err(|e| anyhow::anyhow!("--master-key: {e}"))
+}
+
+/// Dev mode keeps its master key beside its database, created on first start, so certificates
+/// survive restarts without any setup.
+fn dev_master_key(data_dir: &std::path::Path) -> anyhow::Result<MasterKey> {
+    let path = data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate()?;
+            write_private_file(&path, &key.to_hex())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }

@@ -41,6 +41,11 @@ use crate::upstream::Upstreams;
 pub struct EdgeConfig {
     /// Where clients' HTTP traffic comes in (port 0 picks one).
     pub proxy_listen: SocketAddr,
+    /// Where clients' HTTPS traffic comes in, terminated with the snapshots' certificates
+    /// selected by SNI; `None` serves no TLS.
+    pub proxy_tls_listen: Option<SocketAddr>,
+    /// Opens the private keys sealed in snapshots; without it certificates are skipped.
+    pub master_key: Option<tollgate_model::secret::MasterKey>,
     /// Where `/status` and `/status/ready` are served (port 0 picks one).
     pub status_listen: SocketAddr,
     /// Holds the node id and the last-known-good snapshots.
@@ -74,6 +79,8 @@ pub enum EdgeError {
 /// for requests in flight.
 pub struct RunningEdge {
     pub proxy_addr: SocketAddr,
+    /// The TLS listener's address, when one was asked for.
+    pub proxy_tls_addr: Option<SocketAddr>,
     pub status_addr: SocketAddr,
     pub node_id: Uuid,
     shutdown: watch::Sender<bool>,
@@ -172,6 +179,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
     tracing::info!(%proxy_addr, %status_addr, %node_id, "edge started");
     Ok(RunningEdge {
         proxy_addr,
+        proxy_tls_addr: None,
         status_addr,
         node_id,
         shutdown,

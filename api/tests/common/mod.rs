@@ -52,6 +52,7 @@ impl TestApi {
                 session_ttl: Duration::from_secs(3600),
                 secure_cookies: false,
                 console_dir: None,
+                master_key: None,
             },
             conn,
             bus.clone(),

@@ -176,6 +176,8 @@ pub async fn start_edge(
 ) -> RunningEdge {
     let config = EdgeConfig {
         proxy_listen: "127.0.0.1:0".parse().unwrap(),
+        proxy_tls_listen: None,
+        master_key: None,
         status_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         region: REGION.to_string(),

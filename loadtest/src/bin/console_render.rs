@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
             session_ttl: Duration::from_secs(3600),
             secure_cookies: false,
             console_dir: None,
+            master_key: None,
         },
         db,
         Arc::new(MemoryBus::new()),
