@@ -24,6 +24,9 @@ struct Cli {
     /// Log format: `pretty` for people, `json` for log shippers.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     log_format: LogFormat,
+    /// Threads that serve requests (and everything else); default: one per CPU core.
+    #[arg(long, env = "TOLLGATE_WORKER_THREADS", global = true)]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -185,15 +188,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let result = match cli.command {
-        Command::Dev(args) => dev(args).await,
-        Command::Migrate(args) => migrate(args).await,
-        Command::Api(args) => api(args).await,
-        Command::Edge(args) => edge(args).await,
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let result = match runtime.build() {
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Command::Dev(args) => dev(args).await,
+                Command::Migrate(args) => migrate(args).await,
+                Command::Api(args) => api(args).await,
+                Command::Edge(args) => edge(args).await,
+            }
+        }),
+        Err(e) => Err(anyhow::anyhow!("starting the runtime: {e}")),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,756 @@
+//! Side-by-side benchmark of the edge against nginx, HAProxy and direct calls to the upstream.
+//! Each scenario starts what it needs, drives load with [`tollgate_loadtest::driver`] and prints
+//! a Markdown table; `--write` puts the tables into `loadtest/RESULTS.md`.
+//!
+//! ```sh
+//! cargo build --release -p tollgate -p tollgate-loadtest
+//! target/release/edge_bench --write            # every scenario
+//! target/release/edge_bench plain latency      # some of them
+//! ```
+//!
+//! Needs NATS on 127.0.0.1:4222 (or `--nats-url`) and Debian's nginx and haproxy packages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use tollgate_bus::{Bus, NatsBus};
+use tollgate_loadtest::driver::{self, Load, Outcome, Protocol, Target};
+use tollgate_loadtest::peers::{self, EdgeProcess, Peer};
+use tollgate_model::entity::{build, Build};
+use tollgate_model::secret::MasterKey;
+use tollgate_model::{Certificate, Entities, Route, Service, Snapshot, Sni};
+use uuid::Uuid;
+
+const HOST: &str = "bench.local";
+const SCENARIOS: &[&str] = &["plain", "latency", "rate", "routes", "swaps", "h2tls"];
+
+struct Options {
+    scenarios: Vec<String>,
+    duration: Duration,
+    warmup: Duration,
+    users: usize,
+    rate: u64,
+    threads: usize,
+    nats_url: String,
+    write: bool,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        scenarios: Vec::new(),
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        users: 64,
+        rate: 5000,
+        threads: 1,
+        nats_url: "nats://127.0.0.1:4222".into(),
+        write: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--duration" => options.duration = Duration::from_secs(value("--duration")?.parse()?),
+            "--warmup" => options.warmup = Duration::from_secs(value("--warmup")?.parse()?),
+            "--users" => options.users = value("--users")?.parse()?,
+            "--rate" => options.rate = value("--rate")?.parse()?,
+            "--threads" => options.threads = value("--threads")?.parse()?,
+            "--nats-url" => options.nats_url = value("--nats-url")?,
+            "--write" => options.write = true,
+            "--help" | "-h" => {
+                println!("edge_bench [--write] [--duration S] [--warmup S] [--users N] [--rate R] [--threads T] [--nats-url URL] [{}]", SCENARIOS.join("|"));
+                std::process::exit(0);
+            }
+            s if SCENARIOS.contains(&s) => options.scenarios.push(s.to_string()),
+            other => bail!(
+                "unknown argument '{other}'; scenarios: {}",
+                SCENARIOS.join(", ")
+            ),
+        }
+    }
+    if options.scenarios.is_empty() {
+        options.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(options)
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("upstream") {
+        return tollgate_loadtest::upstream::serve_from_args(args.collect());
+    }
+    let options = parse_args()?;
+    // The driver gets one thread: the machine's other cores are for the peer under test.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options))
+}
+
+/// Everything a scenario shares: the upstream, certificates, NATS and the edge binary.
+struct Bench {
+    options: Options,
+    dir: tempfile::TempDir,
+    upstream: Peer,
+    cert_pem: PathBuf,
+    key_pem: PathBuf,
+    combined_pem: PathBuf,
+    cert: String,
+    key: String,
+    master_key: MasterKey,
+    tollgate: PathBuf,
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tollgate = peers::tollgate_binary()?;
+    let upstream = peers::upstream(options.threads)?;
+    let certified = rcgen::generate_simple_self_signed(vec![HOST.to_string()])?;
+    let (cert, key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
+    let cert_pem = dir.path().join("cert.pem");
+    let key_pem = dir.path().join("key.pem");
+    let combined_pem = dir.path().join("combined.pem");
+    std::fs::write(&cert_pem, &cert)?;
+    std::fs::write(&key_pem, &key)?;
+    std::fs::write(&combined_pem, format!("{cert}{key}"))?;
+    let bench = Bench {
+        master_key: MasterKey::generate()?,
+        options,
+        dir,
+        upstream,
+        cert_pem,
+        key_pem,
+        combined_pem,
+        cert,
+        key,
+        tollgate,
+    };
+    let mut sections = Vec::new();
+    for scenario in bench.options.scenarios.clone() {
+        eprintln!("== {scenario}");
+        let section = match scenario.as_str() {
+            "plain" => plain(&bench).await?,
+            "latency" => latency(&bench).await?,
+            "rate" => fixed_rate(&bench).await?,
+            "routes" => many_routes(&bench).await?,
+            "swaps" => swaps(&bench).await?,
+            "h2tls" => h2_and_tls(&bench).await?,
+            _ => unreachable!("scenarios are checked when parsed"),
+        };
+        println!("{section}");
+        sections.push((scenario, section));
+    }
+    if bench.options.write {
+        tollgate_loadtest::report::write_sections(&sections)?;
+        eprintln!("wrote loadtest/RESULTS.md");
+    }
+    Ok(())
+}
+
+impl Bench {
+    fn target(&self, addr: std::net::SocketAddr, protocol: Protocol, paths: Vec<String>) -> Target {
+        Target {
+            addr,
+            host: HOST.into(),
+            paths: Arc::new(paths),
+            protocol,
+        }
+    }
+
+    fn nginx(&self, locations: &[String]) -> anyhow::Result<Peer> {
+        let dir = self
+            .dir
+            .path()
+            .join(format!("nginx-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        peers::nginx(
+            &dir,
+            self.upstream.addr,
+            self.options.threads,
+            &self.cert_pem,
+            &self.key_pem,
+            locations,
+        )
+    }
+
+    fn haproxy(&self) -> anyhow::Result<Peer> {
+        peers::haproxy(
+            self.dir.path(),
+            self.upstream.addr,
+            self.options.threads,
+            &self.combined_pem,
+        )
+    }
+
+    /// An edge dedicated to one control plane whose snapshot is published on NATS first.
+    async fn edge(&self, routes: usize) -> anyhow::Result<(Peer, EdgeConfig)> {
+        let prefix = format!("bench{}", Uuid::new_v4().simple());
+        let bus = NatsBus::connect(&self.options.nats_url, &prefix)
+            .await
+            .with_context(|| format!("NATS at {}", self.options.nats_url))?;
+        let config = EdgeConfig {
+            bus: Arc::new(bus),
+            control_plane: Uuid::now_v7(),
+            service: service(&format!("http://{}", self.upstream.addr)),
+            routes: route_set(routes),
+            certificate: None,
+            version: 0,
+        };
+        let mut config = config.with_certificate(self, &self.cert, &self.key)?;
+        config.publish().await?;
+        let data_dir = self.dir.path().join(format!("edge-{prefix}"));
+        let peer = peers::edge(&EdgeProcess {
+            binary: &self.tollgate,
+            data_dir: &data_dir,
+            nats_url: &self.options.nats_url,
+            nats_prefix: &prefix,
+            control_plane: config.control_plane,
+            threads: self.options.threads,
+            master_key_hex: &self.master_key.to_hex(),
+        })?;
+        wait_for_version(&peer, config.version, Duration::from_secs(30)).await?;
+        Ok((peer, config))
+    }
+}
+
+/// The edge's config as the benchmark changes it.
+struct EdgeConfig {
+    bus: Arc<dyn Bus>,
+    control_plane: Uuid,
+    service: Service,
+    routes: Vec<Route>,
+    certificate: Option<(Certificate, Sni)>,
+    version: i64,
+}
+
+impl EdgeConfig {
+    fn with_certificate(mut self, bench: &Bench, cert: &str, key: &str) -> anyhow::Result<Self> {
+        let sealed = bench.master_key.seal(self.control_plane, key)?;
+        let certificate: Certificate = build(
+            Build::Create { id: Uuid::now_v7() },
+            &json!({"cert": cert, "key": sealed}),
+            1,
+        )
+        .map_err(|e| anyhow::anyhow!("benchmark certificate: {e}"))?;
+        let sni: Sni = build(
+            Build::Create { id: Uuid::now_v7() },
+            &json!({"name": HOST, "certificate": {"id": certificate.id}}),
+            1,
+        )
+        .map_err(|e| anyhow::anyhow!("benchmark SNI: {e}"))?;
+        self.certificate = Some((certificate, sni));
+        Ok(self)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let (certificates, snis) = match &self.certificate {
+            Some((c, s)) => (vec![c.clone()], vec![s.clone()]),
+            None => (vec![], vec![]),
+        };
+        let routes = self
+            .routes
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.service = Some(tollgate_model::ForeignKey {
+                    id: self.service.id,
+                });
+                r
+            })
+            .collect();
+        Snapshot::of(
+            self.control_plane,
+            Uuid::nil(),
+            self.version,
+            vec![HOST.into()],
+            Entities {
+                services: vec![self.service.clone()],
+                routes,
+                certificates,
+                snis,
+                ..Entities::default()
+            },
+        )
+    }
+
+    /// Publishes the next version.
+    async fn publish(&mut self) -> anyhow::Result<i64> {
+        self.version += 1;
+        self.bus
+            .publish_snapshot("default", &self.snapshot())
+            .await?;
+        Ok(self.version)
+    }
+}
+
+fn service(url: &str) -> Service {
+    build(
+        Build::Create { id: Uuid::now_v7() },
+        &json!({ "url": url }),
+        1,
+    )
+    .unwrap_or_else(|e| panic!("benchmark service {url}: {e}"))
+}
+
+fn route(input: serde_json::Value) -> Route {
+    build(Build::Create { id: Uuid::now_v7() }, &input, 1)
+        .unwrap_or_else(|e| panic!("benchmark route: {e}"))
+}
+
+/// One catch-all route, or `n` routes `/r0` … with the path kept.
+fn route_set(n: usize) -> Vec<Route> {
+    if n <= 1 {
+        return vec![route(json!({"paths": ["/"], "strip_path": false}))];
+    }
+    (0..n)
+        .map(|i| route(json!({"paths": [format!("/r{i}")], "strip_path": false})))
+        .collect()
+}
+
+async fn wait_for_version(peer: &Peer, version: i64, within: Duration) -> anyhow::Result<Duration> {
+    let status = peer.status_addr.context("the edge has a status listener")?;
+    let url = format!("http://{status}/status");
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Ok(response) = client.get(&url).send().await {
+            if let Ok(body) = response.json::<serde_json::Value>().await {
+                let applied = body["control_planes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|cp| cp["version"].as_i64() == Some(version));
+                if applied {
+                    return Ok(start.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("the edge did not apply version {version} within {within:?}")
+}
+
+struct Row {
+    name: String,
+    outcome: Outcome,
+    cpu: Option<Duration>,
+    rss_kib: Option<u64>,
+}
+
+fn row(name: &str, outcome: Outcome, peer: Option<&Peer>, cpu_before: Duration) -> Row {
+    Row {
+        name: name.into(),
+        cpu: peer.map(|p| p.cpu_time().saturating_sub(cpu_before)),
+        rss_kib: peer.map(Peer::peak_rss_kib),
+        outcome,
+    }
+}
+
+/// Warms up, then measures: CPU time counts only the measured part.
+async fn measure(
+    bench: &Bench,
+    name: &str,
+    peer: Option<&Peer>,
+    target: &Target,
+    load: Load,
+) -> anyhow::Result<Row> {
+    driver::run(target, load, Duration::ZERO, bench.options.warmup).await?;
+    let before = peer.map(Peer::cpu_time).unwrap_or_default();
+    let outcome = driver::run(target, load, Duration::ZERO, bench.options.duration).await?;
+    eprintln!(
+        "   {name}: {:.0} req/s, p99 {} µs, errors {}",
+        outcome.rps(),
+        outcome.percentile_us(0.99),
+        outcome.errors
+    );
+    Ok(row(name, outcome, peer, before))
+}
+
+fn table(rows: &[Row], baseline: &str) -> String {
+    use std::fmt::Write;
+    let base = rows
+        .iter()
+        .find(|r| r.name == baseline)
+        .map(|r| r.outcome.rps());
+    let mut out = format!(
+        "| peer | req/s | vs {baseline} | p50 | p99 | p99.9 | errors | CPU per request | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let o = &r.outcome;
+        let ratio = base.map_or("".into(), |b| format!("{:.2}", o.rps() / b));
+        let cpu = r.cpu.map_or("–".into(), |c| {
+            let per = c.as_secs_f64() * 1e6 / (o.requests.max(1) as f64);
+            format!("{per:.1} µs")
+        });
+        let rss = r
+            .rss_kib
+            .map_or("–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            o.rps(),
+            ratio,
+            us(o.percentile_us(0.50)),
+            us(o.percentile_us(0.99)),
+            us(o.percentile_us(0.999)),
+            o.errors,
+            cpu,
+            rss
+        );
+    }
+    out
+}
+
+fn us(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1} ms", v as f64 / 1000.0)
+    } else {
+        format!("{v} µs")
+    }
+}
+
+fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
+    let o = &bench.options;
+    format!(
+        "### {title}\n\n{what}\n\nRun {date}: {threads} worker thread(s) per peer, warm-up {w} s, {d} s measured. \
+         Command: `target/release/edge_bench {scenario}`.\n\n",
+        date = chrono::Utc::now().format("%Y-%m-%d"),
+        threads = o.threads,
+        w = o.warmup.as_secs(),
+        d = o.duration.as_secs(),
+    )
+}
+
+async fn plain(bench: &Bench) -> anyhow::Result<String> {
+    let users = bench.options.users;
+    let (edge, _config) = bench.edge(1).await?;
+    let nginx = bench.nginx(&["/".to_string()])?;
+    let haproxy = bench.haproxy()?;
+    let paths = vec!["/".to_string()];
+    let load = || Load::Closed { users };
+    let rows = vec![
+        measure(
+            bench,
+            "direct",
+            None,
+            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "Tollgate edge",
+            Some(&edge),
+            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "nginx",
+            Some(&nginx),
+            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "HAProxy",
+            Some(&haproxy),
+            &bench.target(haproxy.addr, Protocol::Http1, paths),
+            load(),
+        )
+        .await?,
+    ];
+    Ok(header(
+        bench,
+        "Plain proxy, HTTP/1.1 keep-alive",
+        &format!(
+            "{users} concurrent users (closed loop), `GET /` answered with 1 KiB by the upstream."
+        ),
+        "plain",
+    ) + &table(&rows, "nginx"))
+}
+
+async fn latency(bench: &Bench) -> anyhow::Result<String> {
+    let (edge, _config) = bench.edge(1).await?;
+    let nginx = bench.nginx(&["/".to_string()])?;
+    let haproxy = bench.haproxy()?;
+    let paths = vec!["/".to_string()];
+    let one = || Load::Closed { users: 1 };
+    let rows = vec![
+        measure(
+            bench,
+            "direct",
+            None,
+            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
+            one(),
+        )
+        .await?,
+        measure(
+            bench,
+            "Tollgate edge",
+            Some(&edge),
+            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
+            one(),
+        )
+        .await?,
+        measure(
+            bench,
+            "nginx",
+            Some(&nginx),
+            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
+            one(),
+        )
+        .await?,
+        measure(
+            bench,
+            "HAProxy",
+            Some(&haproxy),
+            &bench.target(haproxy.addr, Protocol::Http1, paths),
+            one(),
+        )
+        .await?,
+    ];
+    let direct = &rows[0].outcome;
+    let mut added = String::from("\nAdded latency (peer minus direct, same percentile):\n\n| peer | p50 | p99 | p99.9 |\n|---|---|---|---|\n");
+    for r in &rows[1..] {
+        let d = |q: f64| r.outcome.percentile_us(q) as i64 - direct.percentile_us(q) as i64;
+        added.push_str(&format!(
+            "| {} | {} µs | {} µs | {} µs |\n",
+            r.name,
+            d(0.5),
+            d(0.99),
+            d(0.999)
+        ));
+    }
+    Ok(header(
+        bench,
+        "Added latency at concurrency 1",
+        "One user sending requests back to back over one keep-alive connection.",
+        "latency",
+    ) + &table(&rows, "direct")
+        + &added)
+}
+
+async fn fixed_rate(bench: &Bench) -> anyhow::Result<String> {
+    let rate = bench.options.rate;
+    let (edge, _config) = bench.edge(1).await?;
+    let nginx = bench.nginx(&["/".to_string()])?;
+    let haproxy = bench.haproxy()?;
+    let paths = vec!["/".to_string()];
+    let load = || Load::Open {
+        rate,
+        connections: 64,
+    };
+    let rows = vec![
+        measure(
+            bench,
+            "direct",
+            None,
+            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "Tollgate edge",
+            Some(&edge),
+            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "nginx",
+            Some(&nginx),
+            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
+            load(),
+        )
+        .await?,
+        measure(
+            bench,
+            "HAProxy",
+            Some(&haproxy),
+            &bench.target(haproxy.addr, Protocol::Http1, paths),
+            load(),
+        )
+        .await?,
+    ];
+    Ok(header(
+        bench,
+        &format!("Fixed rate: {rate} requests/s"),
+        "Open loop over up to 64 keep-alive connections; latency counts from when each request was due (no coordinated omission).",
+        &format!("--rate {rate} rate"),
+    ) + &table(&rows, "nginx"))
+}
+
+async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
+    const ROUTES: usize = 10_000;
+    let users = bench.options.users;
+    let paths: Vec<String> = {
+        // Spread over every route, in a fixed shuffled order so neighbours differ.
+        let mut p: Vec<String> = (0..ROUTES)
+            .map(|i| format!("/r{}", (i * 7919) % ROUTES))
+            .collect();
+        p.dedup();
+        p
+    };
+    let (edge_one, _c1) = bench.edge(1).await?;
+    let one = measure(
+        bench,
+        "Tollgate edge, 1 route",
+        Some(&edge_one),
+        &bench.target(edge_one.addr, Protocol::Http1, paths.clone()),
+        Load::Closed { users },
+    )
+    .await?;
+    drop(edge_one);
+    let started = Instant::now();
+    let (edge_many, mut config) = bench.edge(ROUTES).await?;
+    let first_apply = started.elapsed();
+    let many = measure(
+        bench,
+        "Tollgate edge, 10,000 routes",
+        Some(&edge_many),
+        &bench.target(edge_many.addr, Protocol::Http1, paths.clone()),
+        Load::Closed { users },
+    )
+    .await?;
+    // Apply time of a 10,000-route snapshot on a running edge: publish to applied, as /status
+    // shows it (includes the NATS round trip and the fetch of the ~4 MB body).
+    let mut applies = Vec::new();
+    for _ in 0..5 {
+        let version = config.publish().await?;
+        applies.push(wait_for_version(&edge_many, version, Duration::from_secs(30)).await?);
+    }
+    drop(edge_many);
+    let locations: Vec<String> = (0..ROUTES).map(|i| format!("/r{i}")).collect();
+    let nginx = bench.nginx(&locations)?;
+    let nginx_row = measure(
+        bench,
+        "nginx, 10,000 locations",
+        Some(&nginx),
+        &bench.target(nginx.addr, Protocol::Http1, paths),
+        Load::Closed { users },
+    )
+    .await?;
+    let cost = 1.0 - many.outcome.rps() / one.outcome.rps();
+    applies.sort();
+    let rows = vec![one, many, nginx_row];
+    Ok(header(bench, "10,000 routes", &format!("{users} users; requests spread over `/r0` … `/r9999` (one route per path); the 1-route edge serves the same paths with one `/` route."), "routes")
+        + &table(&rows, "Tollgate edge, 1 route")
+        + &format!(
+            "\nCost of 10,000 routes: {:.1}% of requests/s (goal < 5%).\n\nSnapshot of 10,000 routes, publish on NATS to applied (`/status`), 5 runs: median {} ms, max {} ms (goal < 100 ms); first start with it: {} ms.\n",
+            cost * 100.0,
+            applies[applies.len() / 2].as_millis(),
+            applies.last().map_or(0, |d| d.as_millis()),
+            first_apply.as_millis(),
+        ))
+}
+
+async fn swaps(bench: &Bench) -> anyhow::Result<String> {
+    let users = bench.options.users.min(32);
+    let (edge, mut config) = bench.edge(100).await?;
+    let paths: Vec<String> = (0..100).map(|i| format!("/r{i}")).collect();
+    let target = bench.target(edge.addr, Protocol::Http1, paths);
+    let quiet = measure(
+        bench,
+        "no config changes",
+        Some(&edge),
+        &target,
+        Load::Closed { users },
+    )
+    .await?;
+    // One change per second for the whole run: each version adds a route, so every swap
+    // compiles a new router while requests flow.
+    let total = bench.options.warmup + bench.options.duration;
+    let changer = {
+        let mut applies = Vec::new();
+        let start = Instant::now();
+        let load = tokio::spawn({
+            let target = target.clone();
+            let (w, d) = (bench.options.warmup, bench.options.duration);
+            async move { driver::run(&target, Load::Closed { users }, w, d).await }
+        });
+        let mut n = 0;
+        while start.elapsed() + Duration::from_secs(1) < total {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            config
+                .routes
+                .push(route(json!({"paths": [format!("/swap{n}")]})));
+            n += 1;
+            let version = config.publish().await?;
+            applies.push(wait_for_version(&edge, version, Duration::from_secs(10)).await?);
+        }
+        let outcome = load.await??;
+        (outcome, applies)
+    };
+    let (outcome, mut applies) = changer;
+    applies.sort();
+    eprintln!(
+        "   with changes: {:.0} req/s, p99 {} µs, errors {}",
+        outcome.rps(),
+        outcome.percentile_us(0.99),
+        outcome.errors
+    );
+    let swaps_done = applies.len();
+    let rows = vec![
+        quiet,
+        Row {
+            name: format!("{swaps_done} config changes, 1 per second"),
+            outcome,
+            cpu: None,
+            rss_kib: None,
+        },
+    ];
+    Ok(header(bench, "Config changes under load", &format!("{users} users over 100 routes; then the same load while a new version (one more route) is published on NATS every second."), "swaps")
+        + &table(&rows, "no config changes")
+        + &format!(
+            "\nFailed requests during the changes: {} (goal 0). Publish-to-applied: median {} ms, max {} ms.\n",
+            rows[1].outcome.errors,
+            applies.get(applies.len() / 2).map_or(0, |d| d.as_millis()),
+            applies.last().map_or(0, |d| d.as_millis()),
+        ))
+}
+
+async fn h2_and_tls(bench: &Bench) -> anyhow::Result<String> {
+    let users = bench.options.users;
+    let (edge, _config) = bench.edge(1).await?;
+    let nginx = bench.nginx(&["/".to_string()])?;
+    let haproxy = bench.haproxy()?;
+    let paths = vec!["/".to_string()];
+    let mut out = header(bench, "HTTP/2 and TLS", &format!("{users} users; HTTP/2 multiplexes 16 users per connection; TLS 1.3 with a self-signed certificate chosen by SNI `{HOST}`; HTTP/1.1 to the upstream in every case."), "h2tls");
+    for protocol in [Protocol::H2c, Protocol::Https1, Protocol::Https2] {
+        let mut rows = Vec::new();
+        for peer in [&edge, &nginx, &haproxy] {
+            let addr = match protocol {
+                Protocol::H2c => peer.h2c_addr,
+                _ => peer.tls_addr.context("TLS listener")?,
+            };
+            let name = if peer.name == "Tollgate edge" {
+                "Tollgate edge"
+            } else {
+                peer.name
+            };
+            rows.push(
+                measure(
+                    bench,
+                    name,
+                    Some(peer),
+                    &bench.target(addr, protocol, paths.clone()),
+                    Load::Closed { users },
+                )
+                .await?,
+            );
+        }
+        out.push_str(&format!("\n{}:\n\n", protocol.label()));
+        out.push_str(&table(&rows, "nginx"));
+    }
+    Ok(out)
+}
