@@ -47,11 +47,13 @@ pub struct Proxy {
 }
 
 /// Where a request came in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub local_port: u16,
     pub scheme: Scheme,
+    /// The server name a TLS client asked for.
+    pub sni: Option<Arc<str>>,
 }
 
 impl Proxy {
@@ -66,6 +68,7 @@ impl Proxy {
             "request",
             request_id = request_id.to_str().unwrap_or_default(),
             method = %request.method(),
+            sni = connection.sni.as_deref(),
             organization = Empty,
             control_plane = Empty,
             route = Empty,
