@@ -5,6 +5,7 @@
 mod config_sync;
 mod data_dir;
 mod errors;
+mod grpc;
 mod heartbeat;
 mod listener;
 mod metrics;

@@ -19,10 +19,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::errors::{ProxyBody, ProxyError};
+use crate::grpc;
 use crate::metrics::RequestLabels;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
-use crate::upstream::Upstreams;
+use crate::upstream::{url_scheme, Upstreams};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Kong's `X-Kong-Proxy-Latency`: milliseconds the edge spent before sending upstream.
@@ -73,6 +74,7 @@ impl Proxy {
             control_plane = Empty,
             route = Empty,
         );
+        let grpc = grpc::is_grpc_request(request.version(), request.headers());
         async move {
             let received = Instant::now();
             let mut labels = RequestLabels::default();
@@ -81,6 +83,7 @@ impl Proxy {
                 .await
             {
                 Ok(response) => response,
+                Err(error) if grpc => error.into_grpc_response(&request_id),
                 Err(error) => error.into_response(&request_id),
             };
             self.state
@@ -177,11 +180,15 @@ impl Proxy {
         let uri = match parts.uri.query() {
             Some(query) => format!(
                 "{}://{}:{}{target_path}?{query}",
-                service.protocol, service.host, service.port
+                url_scheme(&service.protocol),
+                service.host,
+                service.port
             ),
             None => format!(
                 "{}://{}:{}{target_path}",
-                service.protocol, service.host, service.port
+                url_scheme(&service.protocol),
+                service.host,
+                service.port
             ),
         };
         parts.uri = Uri::try_from(uri)

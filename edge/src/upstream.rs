@@ -1,6 +1,7 @@
 //! The HTTP clients requests are forwarded with: one shared keep-alive pool for `http` and
 //! `https` upstreams (rustls with the Mozilla roots), and a second one for services that set
-//! `tls_verify: false`.
+//! `tls_verify: false`. `grpc` services get HTTP/2 with prior knowledge; `grpcs` negotiate `h2`
+//! by ALPN like `https`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tollgate_model::service::is_tls_protocol;
 use tollgate_model::Service;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -26,11 +28,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Upstreams {
     verified: UpstreamClient,
     unverified: UpstreamClient,
+    h2c: UpstreamClient,
 }
 
 impl Upstreams {
     pub fn new() -> Result<Upstreams, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let with_roots =
+            || HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider.clone());
+        let h2c = with_roots()?.https_or_http().enable_http2();
         let verified =
             HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider.clone())?;
         let unverified = ClientConfig::builder_with_provider(provider.clone())
@@ -54,16 +60,31 @@ impl Upstreams {
                     .enable_http2()
                     .wrap_connector(tcp_connector()),
             ),
+            h2c: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .http2_only(true)
+                .build(h2c.wrap_connector(tcp_connector())),
         })
     }
 
     /// The client for a service: certificates are checked unless it says `tls_verify: false`.
     pub fn for_service(&self, service: &Service) -> &UpstreamClient {
-        if service.tls_verify == Some(false) {
+        if service.protocol == "grpc" {
+            &self.h2c
+        } else if service.tls_verify == Some(false) {
             &self.unverified
         } else {
             &self.verified
         }
+    }
+}
+
+/// The URL scheme a service's protocol is reached with.
+pub fn url_scheme(protocol: &str) -> &'static str {
+    if is_tls_protocol(protocol) {
+        "https"
+    } else {
+        "http"
     }
 }
 

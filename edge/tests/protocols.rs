@@ -1,4 +1,5 @@
-//! Through the proxy: TLS termination with certificates picked by SNI, and HTTP/2 by ALPN. Streaming of
+//! Through the proxy: TLS termination with certificates picked by SNI, HTTP/2 by ALPN, and gRPC
+//! (unary, server streaming, trailers, the edge's own errors). Streaming of
 //! plain HTTP bodies and h2c are covered in `proxy.rs`.
 #![allow(clippy::unwrap_used)]
 
@@ -20,12 +21,16 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tollgate_model::entity::{build, Build};
 use tollgate_model::secret::MasterKey;
 use tollgate_model::{Certificate, Entities, Route, Service, Snapshot, Sni};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::server::HealthReporter;
 use uuid::Uuid;
 
 /// How long one step of a test may take before it counts as hung.
@@ -335,4 +340,169 @@ async fn an_https_only_route_redirects_plain_http_and_serves_tls() {
     let seen = json_body(response).await;
     assert_eq!(seen["path"], "/a");
     assert_eq!(seen["query"], "b=1");
+}
+
+/// A tonic server with the standard health service.
+async fn grpc_health_upstream() -> (SocketAddr, HealthReporter) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (addr, reporter)
+}
+
+async fn grpc_client(edge: SocketAddr) -> HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{edge}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+}
+
+/// `grpc.health.v1.Health/Check` for the server as a whole, framed by hand: an empty message.
+fn raw_health_check(uri: &str) -> Request<Full<Bytes>> {
+    Request::post(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap()
+}
+
+async fn next_status(updates: &mut tonic::Streaming<HealthCheckResponse>) -> Option<i32> {
+    tokio::time::timeout(PATIENCE, updates.message())
+        .await
+        .expect("a streamed update")
+        .unwrap()
+        .map(|update| update.status)
+}
+
+#[tokio::test]
+async fn grpc_unary_and_server_streaming_calls_reach_a_tonic_upstream() {
+    let (up, reporter) = grpc_health_upstream().await;
+    let svc = service(json!({ "url": format!("grpc://{up}") }));
+    let routes = vec![route_to(
+        &svc,
+        json!({
+            "paths": ["/grpc.health.v1.Health/"],
+            "protocols": ["grpc", "grpcs"],
+            "strip_path": false,
+        }),
+    )];
+    // Dedicated: tonic's authority is the edge's own address.
+    let snapshot = snapshot(Uuid::now_v7(), 1, &[], vec![svc], routes);
+    let setup = serve_snapshot_with_tls(snapshot, None, true).await;
+    let mut client = grpc_client(setup.edge.proxy_addr).await;
+
+    let reply = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.get_ref().status, ServingStatus::Serving as i32);
+
+    reporter
+        .set_service_status("watched", tonic_health::ServingStatus::Serving)
+        .await;
+    let mut updates = client
+        .watch(HealthCheckRequest {
+            service: "watched".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        next_status(&mut updates).await,
+        Some(ServingStatus::Serving as i32)
+    );
+    reporter
+        .set_service_status("watched", tonic_health::ServingStatus::NotServing)
+        .await;
+    assert_eq!(
+        next_status(&mut updates).await,
+        Some(ServingStatus::NotServing as i32)
+    );
+
+    // The status travels in trailers, over h2c and over TLS alike.
+    let plain = TcpStream::connect(setup.edge.proxy_addr).await.unwrap();
+    let tls = tls_connect(
+        setup.edge.proxy_tls_addr.unwrap(),
+        "grpc.example.com",
+        &["h2"],
+    )
+    .await;
+    let answers = [
+        send_http2(
+            plain,
+            raw_health_check(&format!(
+                "http://{}/grpc.health.v1.Health/Check",
+                setup.edge.proxy_addr
+            )),
+        )
+        .await,
+        send_http2(
+            tls,
+            raw_health_check("https://grpc.example.com/grpc.health.v1.Health/Check"),
+        )
+        .await,
+    ];
+    for response in answers {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        let body = response.into_body().collect().await.unwrap();
+        let trailers = body.trailers().cloned().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "0");
+        // One uncompressed message: field 1 (status) = SERVING.
+        assert_eq!(body.to_bytes(), &[0, 0, 0, 0, 2, 0x08, 0x01][..]);
+    }
+}
+
+#[tokio::test]
+async fn the_edges_own_errors_reach_grpc_clients_as_grpc_statuses() {
+    let down = dead_address().await;
+    let svc = service(json!({ "url": format!("grpc://{down}") }));
+    let routes = vec![route_to(
+        &svc,
+        json!({
+            "paths": ["/grpc.health.v1.Health/Watch"],
+            "protocols": ["grpc"],
+            "strip_path": false,
+        }),
+    )];
+    let snapshot = snapshot(Uuid::now_v7(), 1, &[], vec![svc], routes);
+    let setup = serve_dedicated(snapshot).await;
+    let mut client = grpc_client(setup.edge.proxy_addr).await;
+
+    let request = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let no_route = client.check(request()).await.unwrap_err();
+    assert_eq!(no_route.code(), tonic::Code::NotFound);
+    assert_eq!(no_route.message(), "no Route matched with those values");
+    let down = client.watch(request()).await.unwrap_err();
+    assert_eq!(down.code(), tonic::Code::Internal);
+
+    let plain = TcpStream::connect(setup.edge.proxy_addr).await.unwrap();
+    let response = send_http2(
+        plain,
+        raw_health_check(&format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            setup.edge.proxy_addr
+        )),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "5");
+    assert!(response.headers().contains_key("x-request-id"));
+
+    // A plain HTTP client still gets Kong's JSON.
+    let answer = get(&setup.edge, "any.example.com", "/nothing").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.body["message"], "no Route matched with those values");
 }
