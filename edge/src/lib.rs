@@ -17,6 +17,7 @@ mod state;
 mod status;
 mod tls;
 mod upstream;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ use crate::metrics::RequestLabels;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::{url_scheme, Upstreams};
+use crate::websocket::UpgradeRequest;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Kong's `X-Kong-Proxy-Latency`: milliseconds the edge spent before sending upstream.
@@ -107,6 +108,7 @@ impl Proxy {
         // Held until the response head is back: a swap mid-request does not change its config.
         let served = self.state.served.load_full();
         let (mut parts, body) = request.into_parts();
+        let upgrade = UpgradeRequest::take(&mut parts);
 
         let authority = parts.headers.get(HOST).cloned().or_else(|| {
             let authority = parts.uri.authority()?;
@@ -197,6 +199,9 @@ impl Proxy {
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
+        if let Some(upgrade) = &upgrade {
+            upgrade.restore_headers(headers);
+        }
         let upstream_host = if route.preserve_host {
             authority.clone()
         } else {
@@ -212,7 +217,11 @@ impl Proxy {
 
         let read_timeout =
             Duration::from_millis(u64::try_from(service.read_timeout).unwrap_or(60_000));
-        let client = self.upstreams.for_service(&service);
+        let client = if upgrade.is_some() {
+            self.upstreams.for_upgrade(&service)
+        } else {
+            self.upstreams.for_service(&service)
+        };
         let sent = Instant::now();
         let pending = client.request(Request::from_parts(parts, body));
         let response = match tokio::time::timeout(read_timeout, pending).await {
@@ -225,6 +234,9 @@ impl Proxy {
         labels.upstream = Some(answered - sent);
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(upgrade) = upgrade {
+            upgrade.splice(&mut parts);
+        }
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
         let millis =

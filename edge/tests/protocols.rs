@@ -1,5 +1,5 @@
-//! Through the proxy: TLS termination with certificates picked by SNI, HTTP/2 by ALPN, and gRPC
-//! (unary, server streaming, trailers, the edge's own errors). Streaming of
+//! Through the proxy: TLS termination with certificates picked by SNI, HTTP/2 by ALPN, WebSocket
+//! upgrades, and gRPC (unary, server streaming, trailers, the edge's own errors). Streaming of
 //! plain HTTP bodies and h2c are covered in `proxy.rs`.
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -24,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use tollgate_model::entity::{build, Build};
 use tollgate_model::secret::MasterKey;
 use tollgate_model::{Certificate, Entities, Route, Service, Snapshot, Sni};
@@ -340,6 +343,124 @@ async fn an_https_only_route_redirects_plain_http_and_serves_tls() {
     let seen = json_body(response).await;
     assert_eq!(seen["path"], "/a");
     assert_eq!(seen["query"], "b=1");
+}
+
+/// A WebSocket server that sends back every text and binary message.
+async fn websocket_echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if (message.is_text() || message.is_binary())
+                        && socket.send(message).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Opens a WebSocket to `url` over `io`, exchanges a text and a binary message, and closes it.
+async fn websocket_round_trip<IO>(io: IO, url: &str)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = url.into_client_request().unwrap();
+    let (mut socket, response) =
+        tokio::time::timeout(PATIENCE, tokio_tungstenite::client_async(request, io))
+            .await
+            .expect("the upgrade finishes")
+            .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert!(response.headers().contains_key("x-request-id"));
+    for message in [Message::text("hello"), Message::binary(vec![0u8, 1, 2])] {
+        socket.send(message.clone()).await.unwrap();
+        let echoed = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("an echo")
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let up = websocket_echo_upstream().await;
+    let ws_service = service(json!({ "url": format!("ws://{up}") }));
+    let http_service = service(json!({ "url": format!("http://{up}") }));
+    let routes = vec![
+        route_to(
+            &ws_service,
+            json!({"paths": ["/ws"], "protocols": ["ws", "wss"]}),
+        ),
+        // Kong lets a plain http route upgrade too.
+        route_to(&http_service, json!({"paths": ["/plain"]})),
+    ];
+    let snapshot = snapshot(
+        Uuid::now_v7(),
+        1,
+        &["ws.example.com"],
+        vec![ws_service, http_service],
+        routes,
+    );
+    let setup = serve_snapshot_with_tls(snapshot, None, false).await;
+
+    let plain = TcpStream::connect(setup.edge.proxy_addr).await.unwrap();
+    websocket_round_trip(plain, "ws://ws.example.com/ws").await;
+    let plain = TcpStream::connect(setup.edge.proxy_addr).await.unwrap();
+    websocket_round_trip(plain, "ws://ws.example.com/plain").await;
+    let tls = tls_connect(
+        setup.edge.proxy_tls_addr.unwrap(),
+        "ws.example.com",
+        &["http/1.1"],
+    )
+    .await;
+    websocket_round_trip(tls, "wss://ws.example.com/ws").await;
+}
+
+#[tokio::test]
+async fn upgrades_other_than_websocket_are_not_passed_on() {
+    let up = echo_upstream().await;
+    let svc = service(json!({ "url": format!("http://{up}") }));
+    let routes = vec![route_to(&svc, json!({"paths": ["/"]}))];
+    let setup = serve_snapshot(snapshot(
+        Uuid::now_v7(),
+        1,
+        &["u.example.com"],
+        vec![svc],
+        routes,
+    ))
+    .await;
+    let answer = send(
+        &setup.edge,
+        "GET",
+        "u.example.com",
+        "/h2c",
+        &[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    for hop_by_hop in ["connection", "upgrade", "http2-settings"] {
+        assert_eq!(
+            answer.seen(hop_by_hop),
+            None,
+            "{hop_by_hop} reached the upstream"
+        );
+    }
 }
 
 /// A tonic server with the standard health service.
