@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tollgate_bus::{Bus, ConfigEvent, ConfigFilter};
+use tollgate_model::secret::MasterKey;
 use tollgate_model::{Snapshot, SnapshotHead};
 use uuid::Uuid;
 
@@ -26,6 +27,8 @@ pub struct ConfigSync {
     pub filter: ConfigFilter,
     pub state: Arc<EdgeState>,
     pub lkg: LastKnownGood,
+    /// Opens the certificates' private keys while compiling.
+    pub master_key: Option<MasterKey>,
 }
 
 /// A head whose body could not be applied yet.
@@ -193,8 +196,9 @@ impl ConfigSync {
         }
         let snapshot = Arc::new(snapshot);
         let compiling = snapshot.clone();
+        let master_key = self.master_key.clone();
         let compiled = match tokio::task::spawn_blocking(move || {
-            LoadedControlPlane::compile(&compiling)
+            LoadedControlPlane::compile(&compiling, master_key.as_ref())
         })
         .await
         {

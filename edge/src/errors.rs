@@ -58,15 +58,7 @@ impl ProxyError {
 
     pub fn into_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
         let status = self.status();
-        match &self {
-            ProxyError::Internal(cause) => {
-                tracing::error!(request_id = ?request_id, %cause, "internal error while proxying");
-            }
-            ProxyError::Upstream(cause) => {
-                tracing::debug!(%cause, "upstream failed");
-            }
-            _ => {}
-        }
+        self.log_cause(request_id);
         let body = serde_json::json!({
             "message": self.message(),
             "request_id": request_id.to_str().unwrap_or_default(),
@@ -83,6 +75,26 @@ impl ProxyError {
             }
         }
         response
+    }
+}
+
+impl ProxyError {
+    /// The same error for a gRPC client (see [`crate::grpc`]).
+    pub fn into_grpc_response(self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        self.log_cause(request_id);
+        crate::grpc::error_response(self.status(), self.message(), request_id)
+    }
+
+    fn log_cause(&self, request_id: &HeaderValue) {
+        match self {
+            ProxyError::Internal(cause) => {
+                tracing::error!(request_id = ?request_id, %cause, "internal error while proxying");
+            }
+            ProxyError::Upstream(cause) => {
+                tracing::debug!(%cause, "upstream failed");
+            }
+            _ => {}
+        }
     }
 }
 

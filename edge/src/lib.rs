@@ -1,10 +1,11 @@
 //! Tollgate's data plane. [`start`] loads the last-known-good config from the data dir, binds the
-//! proxy and status listeners and returns; background tasks follow config changes on the bus and
-//! send heartbeats, so the edge serves even while the bus is unreachable.
+//! proxy (plain and TLS) and status listeners and returns; background tasks follow config changes
+//! on the bus and send heartbeats, so the edge serves even while the bus is unreachable.
 
 mod config_sync;
 mod data_dir;
 mod errors;
+mod grpc;
 mod heartbeat;
 mod listener;
 mod metrics;
@@ -14,7 +15,9 @@ mod served;
 mod shutdown;
 mod state;
 mod status;
+mod tls;
 mod upstream;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,15 +28,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tollgate_bus::{Bus, ConfigFilter};
+use tollgate_model::secret::MasterKey;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config_sync::ConfigSync;
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
 use crate::proxy::Proxy;
-use crate::router::Scheme;
 use crate::served::{LoadedControlPlane, ServedConfig};
 use crate::state::EdgeState;
+use crate::tls::{TlsSetupError, TlsTerminator};
 use crate::upstream::Upstreams;
 
 /// How to run one edge.
@@ -73,6 +77,8 @@ pub enum EdgeError {
     },
     #[error("TLS client setup: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("TLS listener setup: {0}")]
+    TlsListener(#[from] TlsSetupError),
 }
 
 /// A started edge. Dropping it stops the background work; [`RunningEdge::shutdown`] also waits
@@ -114,16 +120,18 @@ impl RunningEdge {
 pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge, EdgeError> {
     let data_dir = config.data_dir.clone();
     let only = config.control_plane;
-    let loaded = tokio::task::spawn_blocking(move || load_data_dir(&data_dir, only))
-        .await
-        .map_err(|e| EdgeError::DataDir {
-            path: config.data_dir.clone(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|source| EdgeError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+    let master_key = config.master_key.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || load_data_dir(&data_dir, only, master_key.as_ref()))
+            .await
+            .map_err(|e| EdgeError::DataDir {
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| EdgeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
     let (node_id, lkg, served) = loaded;
     let state = Arc::new(EdgeState::new(
         node_id,
@@ -140,25 +148,45 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
     let status_listener = bind(config.status_listen).await?;
     let proxy_addr = local_addr(&proxy_listener, config.proxy_listen)?;
     let status_addr = local_addr(&status_listener, config.status_listen)?;
+    let tls_listener = match config.proxy_tls_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let local = local_addr(&listener, addr)?;
+            Some((listener, local, TlsTerminator::new(state.clone())?))
+        }
+        None => None,
+    };
+    let proxy_tls_addr = tls_listener.as_ref().map(|(_, addr, _)| *addr);
     let (shutdown, signal) = watch::channel(false);
 
-    let servers = vec![
-        tokio::spawn(listener::serve(
-            proxy_listener,
-            Scheme::Http,
-            move |info, request| proxy.clone().handle(info, request),
-            signal.clone(),
-        )),
+    let mut servers = vec![
+        tokio::spawn({
+            let proxy = proxy.clone();
+            listener::serve(
+                proxy_listener,
+                None,
+                move |info, request| proxy.clone().handle(info, request),
+                signal.clone(),
+            )
+        }),
         tokio::spawn({
             let state = state.clone();
             listener::serve(
                 status_listener,
-                Scheme::Http,
+                None,
                 move |_, request| status::respond(state.clone(), request),
                 signal.clone(),
             )
         }),
     ];
+    if let Some((listener, _, terminator)) = tls_listener {
+        servers.push(tokio::spawn(listener::serve(
+            listener,
+            Some(terminator),
+            move |info, request| proxy.clone().handle(info, request),
+            signal.clone(),
+        )));
+    }
     let sync = ConfigSync {
         bus: bus.clone(),
         filter: ConfigFilter {
@@ -167,6 +195,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
         },
         state: state.clone(),
         lkg,
+        master_key: config.master_key.clone(),
     };
     let sync_span = tracing::info_span!("config_sync", region = %config.region, control_plane = ?config.control_plane);
     let background = vec![
@@ -176,10 +205,10 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
                 .instrument(tracing::info_span!("heartbeat", %node_id)),
         ),
     ];
-    tracing::info!(%proxy_addr, %status_addr, %node_id, "edge started");
+    tracing::info!(%proxy_addr, ?proxy_tls_addr, %status_addr, %node_id, "edge started");
     Ok(RunningEdge {
         proxy_addr,
-        proxy_tls_addr: None,
+        proxy_tls_addr,
         status_addr,
         node_id,
         shutdown,
@@ -192,12 +221,13 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
 fn load_data_dir(
     data_dir: &std::path::Path,
     only: Option<Uuid>,
+    master_key: Option<&MasterKey>,
 ) -> std::io::Result<(Uuid, LastKnownGood, ServedConfig)> {
     let node_id = load_or_create_node_id(data_dir)?;
     let lkg = LastKnownGood::new(data_dir)?;
     let control_planes = lkg.load_all(only)?.into_iter().map(|snapshot| {
         tracing::info!(control_plane = %snapshot.control_plane_id, version = snapshot.version, "serving last-known-good config");
-        Arc::new(LoadedControlPlane::compile(&snapshot))
+        Arc::new(LoadedControlPlane::compile(&snapshot, master_key))
     });
     let served = ServedConfig::of(only, control_planes);
     Ok((node_id, lkg, served))

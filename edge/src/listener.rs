@@ -1,5 +1,6 @@
-//! The accept loop both listeners share: HTTP/1.1 and h2c (prior knowledge) on one port via
-//! hyper-util's `auto` builder, and a graceful drain on shutdown.
+//! The accept loop every listener shares: HTTP/1.1 and HTTP/2 on one port via hyper-util's `auto`
+//! builder (h2c with prior knowledge in plain text, ALPN over TLS), upgrades (WebSocket), and a
+//! graceful drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -18,6 +19,7 @@ use crate::errors::ProxyBody;
 use crate::proxy::ConnectionInfo;
 use crate::router::Scheme;
 use crate::shutdown::wait_for_shutdown;
+use crate::tls::TlsTerminator;
 
 /// How long requests in flight may take to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -25,9 +27,10 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until shutdown, then lets open requests finish (up to [`DRAIN_GRACE`]).
+/// With `tls`, connections are TLS (ALPN picks HTTP/2 or HTTP/1.1) and requests are `https`.
 pub async fn serve<H, F>(
     listener: TcpListener,
-    scheme: Scheme,
+    tls: Option<TlsTerminator>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -41,7 +44,8 @@ pub async fn serve<H, F>(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver; the sender's `closed` says they have all ended.
+    let (open_connections, _) = watch::channel(());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -59,28 +63,83 @@ pub async fn serve<H, F>(
         let info = ConnectionInfo {
             peer,
             local_port,
-            scheme,
+            scheme: if tls.is_some() {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            sni: None,
         };
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let answer = handler(info, request);
-            async move { Ok::<_, Infallible>(answer.await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = Connection {
+            builder: builder.clone(),
+            handler: handler.clone(),
+            shutdown: shutdown.clone(),
+            _open: open_connections.subscribe(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            match tls {
+                None => connection.serve(stream, info).await,
+                Some(tls) => {
+                    if let Some(terminated) = tls.handshake(stream).await {
+                        let info = ConnectionInfo {
+                            sni: terminated.sni,
+                            ..info
+                        };
+                        connection.serve(terminated.stream, info).await;
+                    }
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
+    if tokio::time::timeout(DRAIN_GRACE, open_connections.closed())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+/// What one accepted connection needs to be served.
+struct Connection<H> {
+    builder: auto::Builder<TokioExecutor>,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+    /// Held while the connection is open, so shutdown can wait for it.
+    _open: watch::Receiver<()>,
+}
+
+impl<H, F> Connection<H>
+where
+    H: Fn(ConnectionInfo, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    /// Serves requests until the client leaves, the connection is upgraded (a WebSocket goes on
+    /// in its own task), or shutdown lets the requests in flight finish.
+    async fn serve<IO>(mut self, io: IO, info: ConnectionInfo)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = info.peer;
+        let handler = self.handler;
+        let service = service_fn(move |request| {
+            let answer = handler(info.clone(), request);
+            async move { Ok::<_, Infallible>(answer.await) }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = wait_for_shutdown(&mut self.shutdown) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
     }
 }

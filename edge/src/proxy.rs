@@ -19,10 +19,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::errors::{ProxyBody, ProxyError};
+use crate::grpc;
 use crate::metrics::RequestLabels;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
-use crate::upstream::Upstreams;
+use crate::upstream::{url_scheme, Upstreams};
+use crate::websocket::UpgradeRequest;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Kong's `X-Kong-Proxy-Latency`: milliseconds the edge spent before sending upstream.
@@ -47,11 +49,13 @@ pub struct Proxy {
 }
 
 /// Where a request came in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub local_port: u16,
     pub scheme: Scheme,
+    /// The server name a TLS client asked for.
+    pub sni: Option<Arc<str>>,
 }
 
 impl Proxy {
@@ -66,10 +70,12 @@ impl Proxy {
             "request",
             request_id = request_id.to_str().unwrap_or_default(),
             method = %request.method(),
+            sni = connection.sni.as_deref(),
             organization = Empty,
             control_plane = Empty,
             route = Empty,
         );
+        let grpc = grpc::is_grpc_request(request.version(), request.headers());
         async move {
             let received = Instant::now();
             let mut labels = RequestLabels::default();
@@ -78,6 +84,7 @@ impl Proxy {
                 .await
             {
                 Ok(response) => response,
+                Err(error) if grpc => error.into_grpc_response(&request_id),
                 Err(error) => error.into_response(&request_id),
             };
             self.state
@@ -101,6 +108,7 @@ impl Proxy {
         // Held until the response head is back: a swap mid-request does not change its config.
         let served = self.state.served.load_full();
         let (mut parts, body) = request.into_parts();
+        let upgrade = UpgradeRequest::take(&mut parts);
 
         let authority = parts.headers.get(HOST).cloned().or_else(|| {
             let authority = parts.uri.authority()?;
@@ -174,11 +182,15 @@ impl Proxy {
         let uri = match parts.uri.query() {
             Some(query) => format!(
                 "{}://{}:{}{target_path}?{query}",
-                service.protocol, service.host, service.port
+                url_scheme(&service.protocol),
+                service.host,
+                service.port
             ),
             None => format!(
                 "{}://{}:{}{target_path}",
-                service.protocol, service.host, service.port
+                url_scheme(&service.protocol),
+                service.host,
+                service.port
             ),
         };
         parts.uri = Uri::try_from(uri)
@@ -187,6 +199,9 @@ impl Proxy {
 
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
+        if let Some(upgrade) = &upgrade {
+            upgrade.restore_headers(headers);
+        }
         let upstream_host = if route.preserve_host {
             authority.clone()
         } else {
@@ -202,7 +217,11 @@ impl Proxy {
 
         let read_timeout =
             Duration::from_millis(u64::try_from(service.read_timeout).unwrap_or(60_000));
-        let client = self.upstreams.for_service(&service);
+        let client = if upgrade.is_some() {
+            self.upstreams.for_upgrade(&service)
+        } else {
+            self.upstreams.for_service(&service)
+        };
         let sent = Instant::now();
         let pending = client.request(Request::from_parts(parts, body));
         let response = match tokio::time::timeout(read_timeout, pending).await {
@@ -215,6 +234,9 @@ impl Proxy {
         labels.upstream = Some(answered - sent);
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(upgrade) = upgrade {
+            upgrade.splice(&mut parts);
+        }
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
         let millis =

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tollgate_model::hostname::host_matches;
+use tollgate_model::secret::MasterKey;
 use tollgate_model::{AppliedConfig, Snapshot};
 use uuid::Uuid;
 
 use crate::router::Router;
+use crate::tls::SniTable;
 
 /// One control plane's config, compiled.
 #[derive(Debug)]
@@ -20,12 +22,14 @@ pub struct LoadedControlPlane {
     pub hash: String,
     pub hostnames: Vec<String>,
     pub router: Router,
+    /// The certificates the TLS listener serves for this control plane's SNIs.
+    pub certificates: SniTable,
 }
 
 impl LoadedControlPlane {
     /// Builds the router and indexes of a snapshot. Slow for big configs: call it off the request
     /// path.
-    pub fn compile(snapshot: &Snapshot) -> LoadedControlPlane {
+    pub fn compile(snapshot: &Snapshot, master_key: Option<&MasterKey>) -> LoadedControlPlane {
         LoadedControlPlane {
             id: snapshot.control_plane_id,
             organization_id: snapshot.organization_id,
@@ -37,6 +41,7 @@ impl LoadedControlPlane {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             router: Router::compile(&snapshot.services, &snapshot.routes),
+            certificates: SniTable::compile(snapshot, master_key),
         }
     }
 

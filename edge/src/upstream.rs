@@ -1,6 +1,7 @@
 //! The HTTP clients requests are forwarded with: one shared keep-alive pool for `http` and
 //! `https` upstreams (rustls with the Mozilla roots), and a second one for services that set
-//! `tls_verify: false`.
+//! `tls_verify: false`. `grpc` services get HTTP/2 with prior knowledge; `grpcs` negotiate `h2`
+//! by ALPN like `https`. Upgrades (WebSocket) use HTTP/1.1-only pools.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tollgate_model::service::is_tls_protocol;
 use tollgate_model::Service;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -26,11 +28,19 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Upstreams {
     verified: UpstreamClient,
     unverified: UpstreamClient,
+    h2c: UpstreamClient,
+    /// TLS could negotiate `h2`, where an HTTP/1.1 upgrade cannot happen.
+    verified_http1: UpstreamClient,
+    unverified_http1: UpstreamClient,
 }
 
 impl Upstreams {
     pub fn new() -> Result<Upstreams, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let with_roots =
+            || HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider.clone());
+        let h2c = with_roots()?.https_or_http().enable_http2();
+        let verified_http1 = with_roots()?.https_or_http().enable_http1();
         let verified =
             HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider.clone())?;
         let unverified = ClientConfig::builder_with_provider(provider.clone())
@@ -38,6 +48,10 @@ impl Upstreams {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
             .with_no_client_auth();
+        let unverified_http1 = HttpsConnectorBuilder::new()
+            .with_tls_config(unverified.clone())
+            .https_or_http()
+            .enable_http1();
         let unverified = HttpsConnectorBuilder::new().with_tls_config(unverified);
         Ok(Upstreams {
             verified: client(
@@ -54,16 +68,42 @@ impl Upstreams {
                     .enable_http2()
                     .wrap_connector(tcp_connector()),
             ),
+            h2c: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .http2_only(true)
+                .build(h2c.wrap_connector(tcp_connector())),
+            verified_http1: client(verified_http1.wrap_connector(tcp_connector())),
+            unverified_http1: client(unverified_http1.wrap_connector(tcp_connector())),
         })
     }
 
     /// The client for a service: certificates are checked unless it says `tls_verify: false`.
     pub fn for_service(&self, service: &Service) -> &UpstreamClient {
-        if service.tls_verify == Some(false) {
+        if service.protocol == "grpc" {
+            &self.h2c
+        } else if service.tls_verify == Some(false) {
             &self.unverified
         } else {
             &self.verified
         }
+    }
+
+    /// The client for a request that asks to upgrade its connection: HTTP/1.1 only.
+    pub fn for_upgrade(&self, service: &Service) -> &UpstreamClient {
+        if service.tls_verify == Some(false) {
+            &self.unverified_http1
+        } else {
+            &self.verified_http1
+        }
+    }
+}
+
+/// The URL scheme a service's protocol is reached with.
+pub fn url_scheme(protocol: &str) -> &'static str {
+    if is_tls_protocol(protocol) {
+        "https"
+    } else {
+        "http"
     }
 }
 

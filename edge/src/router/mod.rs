@@ -17,7 +17,8 @@
 //!   prefix, then older `created_at` (then id, so the order is total).
 //! - A route whose `protocols` lack the request's scheme is skipped; when nothing else matches, the
 //!   first such route answers with its `https_redirect_status_code` (426 or a redirect), as Kong
-//!   does for an `https`-only route reached over plain HTTP.
+//!   does for an `https`-only route reached over plain HTTP. `grpc` and `ws` count as `http`,
+//!   `grpcs` and `wss` as `https`.
 //!
 //! Approximated or not yet here: Kong's per-category indexes and LRU match cache (this is one
 //! linear scan in priority order), `snis`, `sources`/`destinations`, header values given as `~*`
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, Method};
 use regex::Regex;
 use tollgate_model::hostname::{host_matches, split_host_port};
+use tollgate_model::service::is_tls_protocol;
 use tollgate_model::{Route, Service};
 use uuid::Uuid;
 
@@ -324,8 +326,8 @@ fn compile_route(
         hosts,
         methods,
         headers,
-        accepts_http: route.protocols.iter().any(|p| p == "http"),
-        accepts_https: route.protocols.iter().any(|p| p == "https"),
+        accepts_http: route.protocols.iter().any(|p| !is_tls_protocol(p)),
+        accepts_https: route.protocols.iter().any(|p| is_tls_protocol(p)),
     }
 }
 

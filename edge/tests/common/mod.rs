@@ -319,3 +319,45 @@ pub async fn wait_for_version(edge: &RunningEdge, control_plane: Uuid, version: 
     })
     .await
 }
+
+/// Like [`start_edge`], with a TLS listener too, opening sealed keys with `master_key`.
+pub async fn start_edge_with_tls(
+    bus: Arc<dyn Bus>,
+    data_dir: &Path,
+    control_plane: Option<Uuid>,
+    master_key: Option<tollgate_model::secret::MasterKey>,
+) -> RunningEdge {
+    let config = EdgeConfig {
+        proxy_listen: "127.0.0.1:0".parse().unwrap(),
+        proxy_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        master_key,
+        status_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        region: REGION.to_string(),
+        control_plane,
+        heartbeat_interval: Duration::from_millis(200),
+        binary_version: "9.9.9-test".to_string(),
+    };
+    tollgate_edge::start(config, bus).await.unwrap()
+}
+
+/// Like [`serve_snapshot`] (or [`serve_dedicated`] when `dedicated`), with a TLS listener whose
+/// private keys open with `master_key`.
+pub async fn serve_snapshot_with_tls(
+    snapshot: Snapshot,
+    master_key: Option<tollgate_model::secret::MasterKey>,
+    dedicated: bool,
+) -> Setup {
+    let bus = MemoryBus::new();
+    bus.publish_snapshot(REGION, &snapshot).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let only = dedicated.then_some(snapshot.control_plane_id);
+    let edge = start_edge_with_tls(Arc::new(bus.clone()), dir.path(), only, master_key).await;
+    wait_for_version(&edge, snapshot.control_plane_id, snapshot.version).await;
+    Setup {
+        bus,
+        edge,
+        dir,
+        control_plane: snapshot.control_plane_id,
+    }
+}

@@ -110,7 +110,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let tollgate = peers::tollgate_binary()?;
     let upstream = peers::upstream(options.threads)?;
     let certified = rcgen::generate_simple_self_signed(vec![HOST.to_string()])?;
-    let (cert, key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
+    let (cert, key) = (certified.cert.pem(), certified.signing_key.serialize_pem());
     let cert_pem = dir.path().join("cert.pem");
     let key_pem = dir.path().join("key.pem");
     let combined_pem = dir.path().join("combined.pem");
