@@ -193,8 +193,9 @@ impl ConfigSync {
         }
         let snapshot = Arc::new(snapshot);
         let compiling = snapshot.clone();
+        let targets = self.state.targets.clone();
         let compiled = match tokio::task::spawn_blocking(move || {
-            LoadedControlPlane::compile(&compiling)
+            LoadedControlPlane::compile(&compiling, &targets)
         })
         .await
         {

@@ -2,9 +2,11 @@
 //! proxy and status listeners and returns; background tasks follow config changes on the bus and
 //! send heartbeats, so the edge serves even while the bus is unreachable.
 
+mod balancer;
 mod config_sync;
 mod data_dir;
 mod errors;
+mod health;
 mod heartbeat;
 mod listener;
 mod metrics;
@@ -28,6 +30,7 @@ use tollgate_bus::{Bus, ConfigFilter};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::balancer::targets::TargetRegistry;
 use crate::config_sync::ConfigSync;
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
 use crate::proxy::Proxy;
@@ -114,7 +117,9 @@ impl RunningEdge {
 pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge, EdgeError> {
     let data_dir = config.data_dir.clone();
     let only = config.control_plane;
-    let loaded = tokio::task::spawn_blocking(move || load_data_dir(&data_dir, only))
+    let targets = Arc::new(TargetRegistry::default());
+    let loading = targets.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_data_dir(&data_dir, only, &loading))
         .await
         .map_err(|e| EdgeError::DataDir {
             path: config.data_dir.clone(),
@@ -130,6 +135,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
         config.region.clone(),
         config.binary_version.clone(),
         served,
+        targets,
     ));
     let proxy = Arc::new(Proxy {
         state: state.clone(),
@@ -192,12 +198,13 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
 fn load_data_dir(
     data_dir: &std::path::Path,
     only: Option<Uuid>,
+    targets: &TargetRegistry,
 ) -> std::io::Result<(Uuid, LastKnownGood, ServedConfig)> {
     let node_id = load_or_create_node_id(data_dir)?;
     let lkg = LastKnownGood::new(data_dir)?;
     let control_planes = lkg.load_all(only)?.into_iter().map(|snapshot| {
         tracing::info!(control_plane = %snapshot.control_plane_id, version = snapshot.version, "serving last-known-good config");
-        Arc::new(LoadedControlPlane::compile(&snapshot))
+        Arc::new(LoadedControlPlane::compile(&snapshot, targets))
     });
     let served = ServedConfig::of(only, control_planes);
     Ok((node_id, lkg, served))

@@ -1,12 +1,15 @@
-//! The HTTP clients requests are forwarded with: one shared keep-alive pool for `http` and
-//! `https` upstreams (rustls with the Mozilla roots), and a second one for services that set
-//! `tls_verify: false`.
+//! Sending requests upstream: one keep-alive pool per TLS-verification choice, shared by every
+//! worker thread and service (rustls with the Mozilla roots, or no certificate check for services
+//! that set `tls_verify: false`); [`forward`] runs a request's attempts with retries and
+//! timeouts; [`body`] has the bodies that enforce them.
+
+pub mod body;
+pub mod forward;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -16,10 +19,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tollgate_model::Service;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+use body::RequestBody;
 
-/// Kong's default `connect_timeout`; per-service connect timeouts are not applied yet.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
 /// Idle pooled connections are closed after this, well under common upstream keep-alive limits.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -30,30 +33,9 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new() -> Result<Upstreams, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verified =
-            HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider.clone())?;
-        let unverified = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
-            .with_no_client_auth();
-        let unverified = HttpsConnectorBuilder::new().with_tls_config(unverified);
         Ok(Upstreams {
-            verified: client(
-                verified
-                    .https_or_http()
-                    .enable_http1()
-                    .enable_http2()
-                    .wrap_connector(tcp_connector()),
-            ),
-            unverified: client(
-                unverified
-                    .https_or_http()
-                    .enable_http1()
-                    .enable_http2()
-                    .wrap_connector(tcp_connector()),
-            ),
+            verified: pooled(connector(true, None, None, true)?),
+            unverified: pooled(connector(false, None, None, true)?),
         })
     }
 
@@ -67,16 +49,44 @@ impl Upstreams {
     }
 }
 
-fn tcp_connector() -> HttpConnector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    http
+/// Per-service connect timeouts are enforced per attempt by [`forward`], which covers the TLS
+/// handshake too, so pooled connectors have none of their own (the OS bounds a hung connect).
+fn connector(
+    verify: bool,
+    sni: Option<&str>,
+    connect_timeout: Option<Duration>,
+    http2: bool,
+) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = if verify {
+        HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider)?
+    } else {
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
+            .with_no_client_auth();
+        HttpsConnectorBuilder::new().with_tls_config(config)
+    };
+    let mut builder = builder.https_or_http();
+    if let Some(sni) = sni {
+        let name = ServerName::try_from(sni.to_string())
+            .map_err(|e| rustls::Error::General(format!("https_sni {sni}: {e}")))?;
+        builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name));
+    }
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    tcp.set_keepalive(Some(Duration::from_secs(60)));
+    Ok(if http2 {
+        builder.enable_http1().enable_http2().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().wrap_connector(tcp)
+    })
 }
 
-fn client(connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
+fn pooled(connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(connector)
