@@ -178,6 +178,10 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
     let background = vec![
         tokio::spawn(sync.run(signal.clone()).instrument(sync_span)),
         tokio::spawn(
+            health::active::run(state.clone(), signal.clone())
+                .instrument(tracing::info_span!("active_health_checks")),
+        ),
+        tokio::spawn(
             heartbeat::run(bus, state, config.heartbeat_interval, signal)
                 .instrument(tracing::info_span!("heartbeat", %node_id)),
         ),

@@ -59,6 +59,8 @@ enum Algorithm {
 /// What the health checks of an upstream count, compiled.
 #[derive(Debug)]
 struct Checks {
+    active: Thresholds,
+    active_statuses: StatusLists,
     passive: Thresholds,
     passive_statuses: StatusLists,
     /// Minimum share of healthy weight, in percent, for the upstream to be used.
@@ -135,6 +137,11 @@ impl UpstreamBalancer {
         };
         let h = &upstream.healthchecks;
         let checks = (h.active_enabled() || h.passive_enabled()).then(|| Checks {
+            active: Thresholds::active(&h.active),
+            active_statuses: StatusLists::new(
+                &h.active.healthy.http_statuses,
+                &h.active.unhealthy.http_statuses,
+            ),
             passive: Thresholds::passive(&h.passive),
             passive_statuses: StatusLists::new(
                 &h.passive.healthy.http_statuses,
@@ -158,6 +165,17 @@ impl UpstreamBalancer {
 
     pub fn targets(&self) -> &[BalancedTarget] {
         &self.targets
+    }
+
+    /// Whether `other` balances the same targets with the same settings.
+    pub fn same_config(&self, other: &UpstreamBalancer) -> bool {
+        self.upstream == other.upstream
+            && self.targets.len() == other.targets.len()
+            && self
+                .targets
+                .iter()
+                .zip(&other.targets)
+                .all(|(a, b)| a.name == b.name && a.weight == b.weight)
     }
 
     /// A target's health as Kong reports it.
@@ -312,9 +330,21 @@ impl UpstreamBalancer {
         }
     }
 
+    /// Counts a probe's outcome (active checks).
+    pub fn record_active(&self, index: usize, outcome: Outcome) {
+        if let Some(checks) = &self.checks {
+            self.record(index, outcome, &checks.active, "active");
+        }
+    }
+
     /// What a proxied response's status says about its target.
     pub fn passive_outcome(&self, status: u16) -> Option<Outcome> {
         Outcome::of_status(status, &self.checks.as_ref()?.passive_statuses)
+    }
+
+    /// What a probe's status says about its target.
+    pub fn active_outcome(&self, status: u16) -> Option<Outcome> {
+        Outcome::of_status(status, &self.checks.as_ref()?.active_statuses)
     }
 
     fn record(&self, index: usize, outcome: Outcome, limits: &Thresholds, source: &'static str) {

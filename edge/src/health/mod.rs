@@ -1,9 +1,11 @@
 //! Target health as Kong's healthchecker keeps it: counters of successes and of each kind of
 //! failure that flip a target between healthy and unhealthy when they reach the upstream's
-//! thresholds. Active probes and proxied traffic (passive) feed the same counters,
+//! thresholds. Active probes ([`active`]) and proxied traffic (passive) feed the same counters,
 //! each with its own thresholds and status lists.
 
-use tollgate_model::upstream::PassiveHealthcheck;
+pub mod active;
+
+use tollgate_model::upstream::{ActiveHealthcheck, PassiveHealthcheck};
 
 /// What one probe or one proxied attempt says about a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,15 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
+    pub fn active(check: &ActiveHealthcheck) -> Thresholds {
+        Thresholds {
+            successes: count(check.healthy.successes),
+            http_failures: count(check.unhealthy.http_failures),
+            tcp_failures: count(check.unhealthy.tcp_failures),
+            timeouts: count(check.unhealthy.timeouts),
+        }
+    }
+
     pub fn passive(check: &PassiveHealthcheck) -> Thresholds {
         Thresholds {
             successes: count(check.healthy.successes),

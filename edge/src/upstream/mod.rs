@@ -9,6 +9,8 @@ pub mod forward;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Empty;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -22,6 +24,8 @@ use tollgate_model::Service;
 use body::RequestBody;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+/// What active health checks probe with: no pooling, a connection per probe.
+pub type ProbeClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// Idle pooled connections are closed after this, well under common upstream keep-alive limits.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,6 +51,20 @@ impl Upstreams {
             &self.verified
         }
     }
+}
+
+/// A client for active health probes of one upstream: HTTP/1.1, a fresh connection per probe (as
+/// Kong's checker opens one), the certificate checked or not, and the TLS server name fixed when
+/// `sni` is given.
+pub fn probe_client(
+    verify: bool,
+    sni: Option<&str>,
+    connect_timeout: Duration,
+) -> Result<ProbeClient, rustls::Error> {
+    let connector = connector(verify, sni, Some(connect_timeout), false)?;
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector))
 }
 
 /// Per-service connect timeouts are enforced per attempt by [`forward`], which covers the TLS
