@@ -197,8 +197,9 @@ impl ConfigSync {
         let snapshot = Arc::new(snapshot);
         let compiling = snapshot.clone();
         let master_key = self.master_key.clone();
+        let targets = self.state.targets.clone();
         let compiled = match tokio::task::spawn_blocking(move || {
-            LoadedControlPlane::compile(&compiling, master_key.as_ref())
+            LoadedControlPlane::compile(&compiling, master_key.as_ref(), &targets)
         })
         .await
         {

@@ -1,16 +1,17 @@
-//! Every response the edge makes up itself (no route, no service, upstream trouble) is built here,
-//! as JSON `{"message", "request_id"}` with Kong's messages and status codes.
+//! Every response the edge makes up itself (no route, no service, no healthy target, upstream
+//! trouble) is built here, as JSON `{"message", "request_id"}` with Kong's messages and status
+//! codes.
 
+use crate::proxy::X_REQUEST_ID;
+use crate::upstream::body::UpstreamBody;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, LOCATION, SERVER, UPGRADE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
-use crate::proxy::X_REQUEST_ID;
-
-/// The body of every proxy response: the upstream's, streamed, or one the edge made.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// The body of every proxy response: the upstream's, streamed (an `Incoming` converts with
+/// `.into()`), or one the edge made.
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +23,20 @@ pub enum ProxyError {
     /// The route only accepts HTTPS: 426, or a redirect to `location`.
     #[error("the route requires https")]
     HttpsRequired { status: u16, location: String },
+    /// The upstream has no target that may be used (none healthy, or under the threshold).
+    #[error("no healthy target")]
+    NoPeer,
+    /// Connecting failed, or the answer was not HTTP.
     #[error("upstream failed: {0}")]
     Upstream(String),
+    /// Connecting, sending or waiting for the answer took longer than the service allows.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    #[error("the upstream host name does not resolve: {0}")]
+    NameResolution(String),
+    /// The client's body broke off while it was being buffered.
+    #[error("reading the request body: {0}")]
+    ClientBody(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,8 +49,10 @@ impl ProxyError {
             ProxyError::HttpsRequired { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::UPGRADE_REQUIRED)
             }
+            ProxyError::NoPeer | ProxyError::NameResolution(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,8 +63,11 @@ impl ProxyError {
             ProxyError::NoRoute => "no Route matched with those values",
             ProxyError::NoService => "no Service found with those values",
             ProxyError::HttpsRequired { .. } => "Please use HTTPS protocol",
+            ProxyError::NoPeer => "failure to get a peer from the ring-balancer",
             ProxyError::Upstream(_) => "An invalid response was received from the upstream server",
             ProxyError::UpstreamTimeout => "The upstream server is timing out",
+            ProxyError::NameResolution(_) => "name resolution failed",
+            ProxyError::ClientBody(_) => "Bad request",
             ProxyError::Internal(_) => "An unexpected error occurred",
         }
     }
@@ -90,8 +106,8 @@ impl ProxyError {
             ProxyError::Internal(cause) => {
                 tracing::error!(request_id = ?request_id, %cause, "internal error while proxying");
             }
-            ProxyError::Upstream(cause) => {
-                tracing::debug!(%cause, "upstream failed");
+            ProxyError::Upstream(_) | ProxyError::NameResolution(_) | ProxyError::ClientBody(_) => {
+                tracing::debug!(error = %self, "answering with an upstream error");
             }
             _ => {}
         }

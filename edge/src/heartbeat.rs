@@ -1,5 +1,6 @@
-//! Tells the control plane what this node runs: a heartbeat every interval and right after each
-//! config change. A failed publish is retried on the next beat.
+//! Tells the control plane what this node runs and how it sees each balanced target's health: a
+//! heartbeat every interval and right after each config change. A failed publish is retried on
+//! the next beat.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +37,7 @@ pub async fn run(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             control_planes: state.served.load().applied(),
-            target_health: Vec::new(),
+            target_health: state.served.load().target_health(),
         };
         match bus.publish_heartbeat(&heartbeat).await {
             Ok(()) => tracing::trace!("heartbeat sent"),

@@ -2,10 +2,12 @@
 //! proxy (plain and TLS) and status listeners and returns; background tasks follow config changes
 //! on the bus and send heartbeats, so the edge serves even while the bus is unreachable.
 
+mod balancer;
 mod config_sync;
 mod data_dir;
 mod errors;
 mod grpc;
+mod health;
 mod heartbeat;
 mod listener;
 mod metrics;
@@ -32,6 +34,7 @@ use tollgate_model::secret::MasterKey;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::balancer::targets::TargetRegistry;
 use crate::config_sync::ConfigSync;
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
 use crate::proxy::Proxy;
@@ -121,23 +124,27 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
     let data_dir = config.data_dir.clone();
     let only = config.control_plane;
     let master_key = config.master_key.clone();
-    let loaded =
-        tokio::task::spawn_blocking(move || load_data_dir(&data_dir, only, master_key.as_ref()))
-            .await
-            .map_err(|e| EdgeError::DataDir {
-                path: config.data_dir.clone(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(|source| EdgeError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
+    let targets = Arc::new(TargetRegistry::default());
+    let loading = targets.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        load_data_dir(&data_dir, only, master_key.as_ref(), &loading)
+    })
+    .await
+    .map_err(|e| EdgeError::DataDir {
+        path: config.data_dir.clone(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(|source| EdgeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let (node_id, lkg, served) = loaded;
     let state = Arc::new(EdgeState::new(
         node_id,
         config.region.clone(),
         config.binary_version.clone(),
         served,
+        targets,
     ));
     let proxy = Arc::new(Proxy {
         state: state.clone(),
@@ -201,6 +208,10 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
     let background = vec![
         tokio::spawn(sync.run(signal.clone()).instrument(sync_span)),
         tokio::spawn(
+            health::active::run(state.clone(), signal.clone())
+                .instrument(tracing::info_span!("active_health_checks")),
+        ),
+        tokio::spawn(
             heartbeat::run(bus, state, config.heartbeat_interval, signal)
                 .instrument(tracing::info_span!("heartbeat", %node_id)),
         ),
@@ -222,12 +233,13 @@ fn load_data_dir(
     data_dir: &std::path::Path,
     only: Option<Uuid>,
     master_key: Option<&MasterKey>,
+    targets: &TargetRegistry,
 ) -> std::io::Result<(Uuid, LastKnownGood, ServedConfig)> {
     let node_id = load_or_create_node_id(data_dir)?;
     let lkg = LastKnownGood::new(data_dir)?;
     let control_planes = lkg.load_all(only)?.into_iter().map(|snapshot| {
         tracing::info!(control_plane = %snapshot.control_plane_id, version = snapshot.version, "serving last-known-good config");
-        Arc::new(LoadedControlPlane::compile(&snapshot, master_key))
+        Arc::new(LoadedControlPlane::compile(&snapshot, master_key, targets))
     });
     let served = ServedConfig::of(only, control_planes);
     Ok((node_id, lkg, served))

@@ -1,6 +1,6 @@
 //! Prometheus metrics of one edge, served at `GET /metrics` on the status listener: requests by
 //! control plane, service, route and status; latency histograms (total and upstream); the
-//! applied config version per control plane. One registry per edge, so several edges in one
+//! applied config version per control plane; each balanced target's health. One registry per edge, so several edges in one
 //! process (tests, `tollgate dev`) keep their own.
 
 use std::time::Duration;
@@ -8,9 +8,18 @@ use std::time::Duration;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use tollgate_model::TargetHealth;
 use uuid::Uuid;
 
 use crate::served::ServedConfig;
+
+/// Kong's `kong_upstream_target_health` states, as label values.
+const HEALTH_STATES: [(TargetHealth, &str); 4] = [
+    (TargetHealth::Healthy, "healthy"),
+    (TargetHealth::Unhealthy, "unhealthy"),
+    (TargetHealth::HealthchecksOff, "healthchecks_off"),
+    (TargetHealth::DnsError, "dns_error"),
+];
 
 /// Seconds; from sub-millisecond proxying to slow upstreams.
 const BUCKETS: &[f64] = &[
@@ -31,7 +40,7 @@ pub struct RequestLabels {
     pub control_plane: Option<Uuid>,
     pub service: Option<Uuid>,
     pub route: Option<Uuid>,
-    /// From sending upstream to the upstream's response head.
+    /// From sending the attempt that got the answer to the upstream's response head.
     pub upstream: Option<Duration>,
 }
 
@@ -41,6 +50,7 @@ pub struct EdgeMetrics {
     duration: HistogramVec,
     upstream: HistogramVec,
     config_version: IntGaugeVec,
+    target_health: IntGaugeVec,
 }
 
 impl Default for EdgeMetrics {
@@ -86,11 +96,20 @@ impl EdgeMetrics {
             &["control_plane"],
         )
         .expect("static metric definition");
+        let target_health = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_upstream_target_health",
+                "1 for the state each balanced target is in, 0 for the others.",
+            ),
+            &["control_plane", "upstream", "target", "state"],
+        )
+        .expect("static metric definition");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(upstream.clone()),
             Box::new(config_version.clone()),
+            Box::new(target_health.clone()),
         ] {
             registry
                 .register(metric)
@@ -102,6 +121,7 @@ impl EdgeMetrics {
             duration,
             upstream,
             config_version,
+            target_health,
         }
     }
 
@@ -126,13 +146,29 @@ impl EdgeMetrics {
         }
     }
 
-    /// The text exposition format, with the config versions of `served` as they are now.
+    /// The text exposition format, with the config versions and target health of `served` as
+    /// they are now.
     pub fn render(&self, served: &ServedConfig) -> String {
         self.config_version.reset();
         for applied in served.applied() {
             self.config_version
                 .with_label_values(&[&applied.control_plane_id.to_string()])
                 .set(applied.version);
+        }
+        // Rebuilt at each scrape, so removed targets and upstreams disappear.
+        self.target_health.reset();
+        for cp in served.control_planes() {
+            let cp_label = cp.id.to_string();
+            for balancer in cp.balancers.values() {
+                for (index, target) in balancer.targets().iter().enumerate() {
+                    let health = balancer.health(index);
+                    for (state, name) in HEALTH_STATES {
+                        self.target_health
+                            .with_label_values(&[&cp_label, balancer.name(), &target.name, name])
+                            .set(i64::from(state == health));
+                    }
+                }
+            }
         }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body_util::Either;
@@ -23,6 +23,7 @@ use crate::grpc;
 use crate::metrics::RequestLabels;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
+use crate::upstream::forward::{Forwarded, Outbound};
 use crate::upstream::{url_scheme, Upstreams};
 use crate::websocket::UpgradeRequest;
 
@@ -215,22 +216,30 @@ impl Proxy {
         headers.append(VIA, VIA_TOLLGATE);
         headers.insert(X_REQUEST_ID, request_id.clone());
 
-        let read_timeout =
-            Duration::from_millis(u64::try_from(service.read_timeout).unwrap_or(60_000));
-        let client = if upgrade.is_some() {
-            self.upstreams.for_upgrade(&service)
-        } else {
-            self.upstreams.for_service(&service)
-        };
-        let sent = Instant::now();
-        let pending = client.request(Request::from_parts(parts, body));
-        let response = match tokio::time::timeout(read_timeout, pending).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(ProxyError::Upstream(error_chain(&e))),
-            Err(_) => return Err(ProxyError::UpstreamTimeout),
-        };
+        let forwarded = self
+            .upstreams
+            .forward(Outbound {
+                head: parts,
+                body,
+                service: &service,
+                balancer: control_plane.balancer_for(service.id).map(|b| &**b),
+                client_ip: connection.peer.ip(),
+                path: &path,
+                uri_capture: &|_| None,
+                preserve_host: route.preserve_host,
+                buffer_body: control_plane.buffers_requests(route.id),
+                upgrade: upgrade.is_some(),
+            })
+            .await?;
 
-        let answered = Instant::now();
+        // Kong's latency headers; with retries, the upstream's is the answering attempt's alone.
+        let Forwarded {
+            response,
+            first_sent,
+            sent,
+            answered,
+            set_cookie,
+        } = forwarded;
         labels.upstream = Some(answered - sent);
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
@@ -239,11 +248,14 @@ impl Proxy {
         }
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        if let Some(cookie) = set_cookie {
+            parts.headers.append(SET_COOKIE, cookie);
+        }
         let millis =
             |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         parts
             .headers
-            .insert(X_PROXY_LATENCY, millis(sent - received));
+            .insert(X_PROXY_LATENCY, millis(first_sent - received));
         parts
             .headers
             .insert(X_UPSTREAM_LATENCY, millis(answered - sent));
@@ -359,18 +371,6 @@ fn add_forwarded_headers(
         Some(prefix) => headers.insert(X_FORWARDED_PREFIX, prefix),
         None => headers.remove(X_FORWARDED_PREFIX),
     };
-}
-
-/// An error and its causes on one line: hyper's own messages are terse.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! The set of control planes an edge serves, as one immutable value swapped atomically: each
-//! control plane's compiled router plus the Host index a shared edge picks a control plane by.
-//! Requests load the current value once and keep it until they finish.
+//! control plane's compiled router and upstream balancers, plus the Host index a shared edge picks
+//! a control plane by. Requests load the current value once and keep it until they finish.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tollgate_model::hostname::host_matches;
 use tollgate_model::secret::MasterKey;
-use tollgate_model::{AppliedConfig, Snapshot};
+use tollgate_model::{AppliedConfig, Snapshot, TargetHealthReport};
 use uuid::Uuid;
 
+use crate::balancer::targets::TargetRegistry;
+use crate::balancer::UpstreamBalancer;
 use crate::router::Router;
 use crate::tls::SniTable;
 
@@ -24,12 +26,44 @@ pub struct LoadedControlPlane {
     pub router: Router,
     /// The certificates the TLS listener serves for this control plane's SNIs.
     pub certificates: SniTable,
+    /// Every upstream's balancer, by upstream name.
+    pub balancers: BTreeMap<String, Arc<UpstreamBalancer>>,
+    /// The balancer of each service whose host names an upstream.
+    balanced_services: HashMap<Uuid, Arc<UpstreamBalancer>>,
+    /// Routes with `request_buffering: false`.
+    unbuffered_routes: HashSet<Uuid>,
 }
 
 impl LoadedControlPlane {
-    /// Builds the router and indexes of a snapshot. Slow for big configs: call it off the request
-    /// path.
-    pub fn compile(snapshot: &Snapshot, master_key: Option<&MasterKey>) -> LoadedControlPlane {
+    /// Builds the router, balancers and indexes of a snapshot, attaching its targets to the state
+    /// `targets` keeps across swaps. Slow for big configs: call it off the request path.
+    pub fn compile(
+        snapshot: &Snapshot,
+        master_key: Option<&MasterKey>,
+        targets: &TargetRegistry,
+    ) -> LoadedControlPlane {
+        let balancers: BTreeMap<String, Arc<UpstreamBalancer>> = snapshot
+            .upstreams
+            .iter()
+            .map(|upstream| {
+                let balancer = UpstreamBalancer::compile(
+                    snapshot.control_plane_id,
+                    upstream,
+                    &snapshot.targets,
+                    targets,
+                );
+                (upstream.name.to_ascii_lowercase(), Arc::new(balancer))
+            })
+            .collect();
+        targets.forget_unused();
+        let balanced_services = snapshot
+            .services
+            .iter()
+            .filter_map(|service| {
+                let balancer = balancers.get(&service.host.to_ascii_lowercase())?;
+                Some((service.id, balancer.clone()))
+            })
+            .collect();
         LoadedControlPlane {
             id: snapshot.control_plane_id,
             organization_id: snapshot.organization_id,
@@ -42,7 +76,41 @@ impl LoadedControlPlane {
                 .collect(),
             router: Router::compile(&snapshot.services, &snapshot.routes),
             certificates: SniTable::compile(snapshot, master_key),
+            balancers,
+            balanced_services,
+            unbuffered_routes: snapshot
+                .routes
+                .iter()
+                .filter(|r| !r.request_buffering)
+                .map(|r| r.id)
+                .collect(),
         }
+    }
+
+    /// The upstream a service is balanced over, when its host names one.
+    pub fn balancer_for(&self, service: Uuid) -> Option<&Arc<UpstreamBalancer>> {
+        self.balanced_services.get(&service)
+    }
+
+    /// Whether a route lets the edge buffer request bodies (Kong's `request_buffering`).
+    pub fn buffers_requests(&self, route: Uuid) -> bool {
+        !self.unbuffered_routes.contains(&route)
+    }
+
+    /// The health of every balanced target, as heartbeats report it.
+    pub fn target_health(&self) -> impl Iterator<Item = TargetHealthReport> + '_ {
+        self.balancers.values().flat_map(move |balancer| {
+            balancer
+                .targets()
+                .iter()
+                .enumerate()
+                .map(move |(index, target)| TargetHealthReport {
+                    control_plane_id: self.id,
+                    upstream_id: balancer.upstream.id,
+                    target: target.name.clone(),
+                    health: balancer.health(index),
+                })
+        })
     }
 
     pub fn applied(&self) -> AppliedConfig {
@@ -72,6 +140,18 @@ impl ServedConfig {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    pub fn control_planes(&self) -> impl Iterator<Item = &Arc<LoadedControlPlane>> {
+        self.by_id.values()
+    }
+
+    /// The health of every balanced target of every control plane.
+    pub fn target_health(&self) -> Vec<TargetHealthReport> {
+        self.by_id
+            .values()
+            .flat_map(|cp| cp.target_health())
+            .collect()
     }
 
     /// The control plane for a request's host (lowercase, no port).

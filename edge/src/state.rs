@@ -1,11 +1,13 @@
 //! What the proxy, the status server, the config sync and the heartbeat share.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::balancer::targets::TargetRegistry;
 use crate::metrics::EdgeMetrics;
 use crate::served::ServedConfig;
 
@@ -18,6 +20,8 @@ pub struct EdgeState {
     /// Woken after each applied or removed snapshot, so a heartbeat reports it at once.
     pub config_changed: Notify,
     pub metrics: EdgeMetrics,
+    /// Balanced targets' health, in-flight counts and latency, kept across swaps.
+    pub targets: Arc<TargetRegistry>,
     ready: AtomicBool,
 }
 
@@ -27,6 +31,7 @@ impl EdgeState {
         region: String,
         binary_version: String,
         served: ServedConfig,
+        targets: Arc<TargetRegistry>,
     ) -> Self {
         let ready = !served.is_empty();
         EdgeState {
@@ -36,6 +41,7 @@ impl EdgeState {
             served: ArcSwap::from_pointee(served),
             config_changed: Notify::new(),
             metrics: EdgeMetrics::new(),
+            targets,
             ready: AtomicBool::new(ready),
         }
     }
@@ -45,7 +51,7 @@ impl EdgeState {
         if !served.is_empty() {
             self.ready.store(true, Ordering::Release);
         }
-        self.served.store(std::sync::Arc::new(served));
+        self.served.store(Arc::new(served));
         self.config_changed.notify_one();
     }
 

@@ -361,3 +361,51 @@ pub async fn serve_snapshot_with_tls(
         control_plane: snapshot.control_plane_id,
     }
 }
+
+/// An upstream entity built from JSON, as the API would store it.
+pub fn upstream_entity(input: Value) -> tollgate_model::Upstream {
+    build::<tollgate_model::Upstream>(Build::Create { id: Uuid::now_v7() }, &input, 1)
+        .unwrap_or_else(|e| panic!("bad test upstream {input}: {e}"))
+}
+
+/// A target of `upstream` at `address` (`host:port`).
+pub fn target_entity(
+    upstream: &tollgate_model::Upstream,
+    address: &str,
+    weight: i64,
+) -> tollgate_model::Target {
+    let input = json!({"upstream": {"id": upstream.id}, "target": address, "weight": weight});
+    build::<tollgate_model::Target>(Build::Create { id: Uuid::now_v7() }, &input, 1)
+        .unwrap_or_else(|e| panic!("bad test target {input}: {e}"))
+}
+
+/// A snapshot with upstreams and targets, for an edge dedicated to `control_plane`.
+pub fn balanced_snapshot(
+    control_plane: Uuid,
+    version: i64,
+    services: Vec<Service>,
+    routes: Vec<Route>,
+    upstreams: Vec<tollgate_model::Upstream>,
+    targets: Vec<tollgate_model::Target>,
+) -> Snapshot {
+    let entities = tollgate_model::Entities {
+        services,
+        routes,
+        upstreams,
+        targets,
+        ..Default::default()
+    };
+    Snapshot::of(control_plane, Uuid::nil(), version, Vec::new(), entities)
+}
+
+/// The edge's `/metrics` text.
+pub async fn metrics_text(edge: &RunningEdge) -> String {
+    http()
+        .get(format!("http://{}/metrics", edge.status_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -1,0 +1,451 @@
+//! One request's way upstream: attempts, each to the target the balancer picks (or the service's
+//! host), under the service's timeouts, retried as Kong retries.
+//!
+//! - `connect_timeout`: from starting an attempt to having a connection (TCP and TLS; a pooled
+//!   connection counts at once).
+//! - `write_timeout`: the longest the upstream may take to accept the next part of the request
+//!   (the head, or the next body chunk) — the time between two successive writes, as in nginx.
+//!   Time spent waiting for the client to send more body does not count.
+//! - `read_timeout`: from the request being fully sent to the response head, then between two
+//!   chunks of the response body.
+//!
+//! `retries` more attempts follow a connection failure or a timeout, never an HTTP status. A
+//! request body can only be sent again if it was kept: requests without one always can; one of at
+//! most 1 MiB is buffered when the route has `request_buffering` and its size is known; anything
+//! else gets one attempt. As in nginx, a POST, PATCH or LOCK that may have reached the upstream
+//! is not sent again; one whose connection failed is.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderValue, HOST};
+use http::request::Parts;
+use http::{Method, Request, Response, Uri};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
+use tollgate_model::Service;
+use tracing::field::{display, Empty};
+use tracing::Instrument;
+
+use super::body::{Phase, RequestBody, SendProgress, UpstreamBody};
+use super::{UpstreamClient, Upstreams};
+use crate::balancer::hash_on::{RequestKeys, UriCapture};
+use crate::balancer::UpstreamBalancer;
+use crate::errors::ProxyError;
+use crate::health::Outcome;
+
+/// The largest request body kept for a retry.
+const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
+
+/// A request ready to go upstream.
+pub struct Outbound<'a> {
+    /// Method, URI (`service.host` as authority), headers with `Host` set for the service.
+    pub head: Parts,
+    pub body: Incoming,
+    pub service: &'a Service,
+    /// The upstream when the service's host names one.
+    pub balancer: Option<&'a UpstreamBalancer>,
+    /// What consistent hashing may hash besides the head: the client's address, the normalized
+    /// request path and the route's regex captures.
+    pub client_ip: IpAddr,
+    pub path: &'a str,
+    pub uri_capture: &'a UriCapture,
+    /// The client's `Host` goes upstream as is.
+    pub preserve_host: bool,
+    /// The route's `request_buffering`.
+    pub buffer_body: bool,
+    /// The client asks to upgrade the connection (WebSocket): HTTP/1.1 only.
+    pub upgrade: bool,
+}
+
+/// The upstream's answer, and when the attempt that got it was sent.
+pub struct Forwarded {
+    pub response: Response<UpstreamBody>,
+    /// When the first attempt started.
+    pub first_sent: Instant,
+    /// When the attempt that answered started.
+    pub sent: Instant,
+    pub answered: Instant,
+    /// A made-up consistent-hashing cookie to hand to the client.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+enum AttemptError {
+    ConnectTimeout,
+    WriteTimeout,
+    ReadTimeout,
+    /// The host name does not resolve.
+    NameResolution(String),
+    /// No connection (refused, unreachable, TLS handshake failed): nothing was sent.
+    Connect(String),
+    /// The connection broke or the response was not HTTP: something may have been sent.
+    Broken(String),
+}
+
+impl AttemptError {
+    fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::ConnectTimeout
+                | AttemptError::NameResolution(_)
+                | AttemptError::Connect(_)
+        )
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            AttemptError::ConnectTimeout
+            | AttemptError::WriteTimeout
+            | AttemptError::ReadTimeout => Outcome::Timeout,
+            _ => Outcome::TcpFailure,
+        }
+    }
+
+    fn into_proxy_error(self) -> ProxyError {
+        match self {
+            AttemptError::ConnectTimeout
+            | AttemptError::WriteTimeout
+            | AttemptError::ReadTimeout => ProxyError::UpstreamTimeout,
+            AttemptError::NameResolution(cause) => ProxyError::NameResolution(cause),
+            AttemptError::Connect(cause) | AttemptError::Broken(cause) => {
+                ProxyError::Upstream(cause)
+            }
+        }
+    }
+}
+
+/// A service's timeouts.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    write: Duration,
+    read: Duration,
+}
+
+impl Timeouts {
+    fn of(service: &Service) -> Timeouts {
+        let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(60_000).max(1));
+        Timeouts {
+            connect: millis(service.connect_timeout),
+            write: millis(service.write_timeout),
+            read: millis(service.read_timeout),
+        }
+    }
+}
+
+impl Upstreams {
+    /// Sends `outbound` and returns the first response head any attempt gets.
+    pub async fn forward(&self, outbound: Outbound<'_>) -> Result<Forwarded, ProxyError> {
+        let span = tracing::debug_span!(
+            "upstream",
+            upstream = %outbound.service.host,
+            attempts = Empty,
+            targets = Empty,
+        );
+        self.attempts(outbound).instrument(span).await
+    }
+
+    async fn attempts(&self, outbound: Outbound<'_>) -> Result<Forwarded, ProxyError> {
+        let Outbound {
+            head,
+            body,
+            service,
+            balancer,
+            client_ip,
+            path,
+            uri_capture,
+            preserve_host,
+            buffer_body,
+            upgrade,
+        } = outbound;
+        let client = if upgrade {
+            self.for_upgrade(service)
+        } else {
+            self.for_service(service)
+        };
+        let timeouts = Timeouts::of(service);
+        let body = SentBody::of(body, buffer_body).await?;
+        let replayable = !matches!(body, SentBody::Streamed(_));
+        let idempotent =
+            !matches!(head.method, Method::POST | Method::PATCH) && head.method.as_str() != "LOCK";
+        let attempts = if replayable {
+            u64::try_from(service.retries).unwrap_or(0) + 1
+        } else {
+            1
+        };
+        let hash = balancer.and_then(|b| {
+            b.hash_point(&RequestKeys {
+                client_ip,
+                headers: &head.headers,
+                path,
+                query: head.uri.query(),
+                uri_capture,
+            })
+        });
+        let set_cookie = hash.as_ref().and_then(|h| h.set_cookie.clone());
+
+        let mut head = Some(head);
+        let mut body = Some(body);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut first_sent = None;
+        let mut attempt = 0;
+        let span = tracing::Span::current();
+        loop {
+            attempt += 1;
+            let last = attempt >= attempts;
+            let mut parts = if last { head.take() } else { head.clone() }
+                .ok_or_else(|| ProxyError::Internal("request head used up".into()))?;
+            let target = match balancer {
+                Some(balancer) => {
+                    let Some(index) = balancer.pick(hash.as_ref(), &tried) else {
+                        // Kong answers 503 when the ring has no peer; on a retry, the last failure
+                        // says more.
+                        return Err(ProxyError::NoPeer);
+                    };
+                    tried.push(index);
+                    point_at_target(&mut parts, balancer, index, service, preserve_host)?;
+                    Some((balancer, index))
+                }
+                None => None,
+            };
+            let in_flight = target.map(|(b, i)| b.targets()[i].state.start_request());
+            let progress = SendProgress::new();
+            let request_body = if last {
+                body.take().map(|b| b.into_request_body(progress.clone()))
+            } else {
+                body.as_ref().map(|b| b.again(progress.clone()))
+            }
+            .ok_or_else(|| ProxyError::Internal("request body used up".into()))?;
+            let sent = Instant::now();
+            first_sent.get_or_insert(sent);
+            let is_empty = request_body.is_end_stream();
+            let result = send(
+                client,
+                Request::from_parts(parts, request_body),
+                &progress,
+                is_empty,
+                timeouts,
+            )
+            .await;
+            span.record("attempts", attempt);
+            if let Some(balancer) = balancer {
+                let names: Vec<&str> = tried
+                    .iter()
+                    .map(|i| balancer.targets()[*i].name.as_str())
+                    .collect();
+                span.record("targets", display(names.join(",")));
+            }
+            match result {
+                Ok(response) => {
+                    let answered = Instant::now();
+                    if let Some((balancer, index)) = target {
+                        balancer.targets()[index]
+                            .state
+                            .record_latency(answered - sent);
+                        if let Some(outcome) = balancer.passive_outcome(response.status().as_u16())
+                        {
+                            balancer.record_passive(index, outcome);
+                        }
+                    }
+                    let (parts, incoming) = response.into_parts();
+                    let body = UpstreamBody::new(incoming, timeouts.read, in_flight);
+                    return Ok(Forwarded {
+                        response: Response::from_parts(parts, body),
+                        first_sent: first_sent.unwrap_or(sent),
+                        sent,
+                        answered,
+                        set_cookie,
+                    });
+                }
+                Err(error) => {
+                    if let Some((balancer, index)) = target {
+                        balancer.record_passive(index, error.outcome());
+                    }
+                    let again = !last && (idempotent || error.nothing_sent());
+                    tracing::debug!(attempt, ?error, retry = again, "upstream attempt failed");
+                    if !again {
+                        return Err(error.into_proxy_error());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the request to `target` of `balancer`: its address in the URI, its `Host` unless the
+/// route preserves the client's.
+fn point_at_target(
+    parts: &mut Parts,
+    balancer: &UpstreamBalancer,
+    index: usize,
+    service: &Service,
+    preserve_host: bool,
+) -> Result<(), ProxyError> {
+    let target = &balancer.targets()[index];
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    parts.uri = Uri::try_from(format!(
+        "{}://{}{path}",
+        super::url_scheme(&service.protocol),
+        target.authority()
+    ))
+    .map_err(|e| ProxyError::Internal(format!("building the target URI: {e}")))?;
+    if !preserve_host {
+        match balancer.host_header(index, &service.protocol) {
+            Some(host) => parts.headers.insert(HOST, host),
+            None => parts.headers.remove(HOST),
+        };
+    }
+    Ok(())
+}
+
+/// The request body as it will be sent: kept whole when a retry may need it again.
+enum SentBody {
+    Empty,
+    Buffered(bytes::Bytes),
+    Streamed(Incoming),
+}
+
+impl SentBody {
+    async fn of(body: Incoming, buffer: bool) -> Result<SentBody, ProxyError> {
+        if body.is_end_stream() {
+            return Ok(SentBody::Empty);
+        }
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= MAX_BUFFERED_BODY);
+        if !(buffer && small) {
+            return Ok(SentBody::Streamed(body));
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ProxyError::ClientBody(e.to_string()))?
+            .to_bytes();
+        Ok(SentBody::Buffered(bytes))
+    }
+
+    /// A copy for an attempt that may not be the last. A streamed body only ever gets one
+    /// attempt, so it is never copied.
+    fn again(&self, progress: std::sync::Arc<SendProgress>) -> RequestBody {
+        match self {
+            SentBody::Buffered(bytes) => RequestBody::buffered(bytes.clone(), progress),
+            SentBody::Empty | SentBody::Streamed(_) => RequestBody::empty(progress),
+        }
+    }
+
+    fn into_request_body(self, progress: std::sync::Arc<SendProgress>) -> RequestBody {
+        match self {
+            SentBody::Empty => RequestBody::empty(progress),
+            SentBody::Buffered(bytes) => RequestBody::buffered(bytes, progress),
+            SentBody::Streamed(body) => RequestBody::streamed(body, progress),
+        }
+    }
+}
+
+/// One attempt: connects (or takes a pooled connection), sends, and waits for the response head,
+/// each step under its timeout.
+async fn send(
+    client: &UpstreamClient,
+    mut request: Request<RequestBody>,
+    progress: &SendProgress,
+    body_is_empty: bool,
+    timeouts: Timeouts,
+) -> Result<Response<Incoming>, AttemptError> {
+    let mut connection = capture_connection(&mut request);
+    let response = client.request(request);
+    tokio::pin!(response);
+    let connected = async {
+        connection.wait_for_connection_metadata().await;
+    };
+    tokio::select! {
+        biased;
+        answered = &mut response => return answered.map_err(attempt_error),
+        _ = connected => {}
+        _ = tokio::time::sleep(timeouts.connect) => return Err(AttemptError::ConnectTimeout),
+    }
+    let connected_at = Instant::now();
+    loop {
+        let now = Instant::now();
+        let (deadline, timeout) = match progress.phase() {
+            Phase::Starting if body_is_empty => (
+                Some(connected_at + timeouts.read),
+                AttemptError::ReadTimeout,
+            ),
+            Phase::Starting => (
+                Some(connected_at + timeouts.write),
+                AttemptError::WriteTimeout,
+            ),
+            Phase::Writing(at) => (Some(at + timeouts.write), AttemptError::WriteTimeout),
+            Phase::WaitingForClient => (None, AttemptError::WriteTimeout),
+            Phase::Sent(at) => (Some(at + timeouts.read), AttemptError::ReadTimeout),
+        };
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(timeout);
+        }
+        // Progress is made on the connection's task; it wakes this one when the phase changes,
+        // and a chunk going out pushes the deadline later, which is checked when it passes.
+        let changed = progress.changed();
+        tokio::select! {
+            biased;
+            answered = &mut response => return answered.map_err(attempt_error),
+            _ = changed => {}
+            _ = sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn attempt_error(error: hyper_util::client::legacy::Error) -> AttemptError {
+    let cause = error_chain(&error);
+    if !error.is_connect() {
+        AttemptError::Broken(cause)
+    } else if timed_out(&error) {
+        AttemptError::ConnectTimeout
+    } else if cause.contains("dns error") {
+        AttemptError::NameResolution(cause)
+    } else {
+        AttemptError::Connect(cause)
+    }
+}
+
+/// Whether an I/O timeout is among an error's causes (the OS's, or a connector's own).
+pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// An error and its causes on one line: hyper's own messages are terse.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
