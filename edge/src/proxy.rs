@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::errors::{ProxyBody, ProxyError};
 use crate::metrics::RequestLabels;
+use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
@@ -241,24 +242,6 @@ fn request_id_of(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
-/// Splits `host[:port]` or `[v6]:port`; a port that does not parse is left in the host.
-fn split_authority(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((v6, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (v6, port);
-        }
-        return (authority, None);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => match port.parse() {
-            Ok(port) => (host, Some(port)),
-            Err(_) => (authority, None),
-        },
-        None => (authority, None),
-    }
-}
-
 /// Drops headers that belong to one connection, including those the `Connection` header names.
 /// `TE: trailers` stays: gRPC needs it end to end.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -355,19 +338,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorities_split() {
-        assert_eq!(
-            split_authority("a.example.com:8000"),
-            ("a.example.com", Some(8000))
-        );
-        assert_eq!(split_authority("a.example.com"), ("a.example.com", None));
-        assert_eq!(split_authority("[::1]:80"), ("::1", Some(80)));
-        assert_eq!(split_authority("[::1]"), ("::1", None));
-        assert_eq!(split_authority("bad:port"), ("bad:port", None));
-        assert_eq!(split_authority(""), ("", None));
-    }
 
     #[test]
     fn hop_by_hop_headers_go() {

@@ -24,6 +24,7 @@
 //! regexes, regex capture groups exposed to plugins, and the `traditional_compatible` /
 //! `expressions` flavours.
 
+pub mod authority;
 pub mod paths;
 
 use std::cmp::Ordering;
