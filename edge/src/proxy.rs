@@ -136,6 +136,7 @@ impl Proxy {
             path: &path,
             headers: &parts.headers,
             scheme: connection.scheme,
+            sni: None,
         };
         let matched = match control_plane.router.find(&facts) {
             Routed::Matched(matched) => matched,
