@@ -170,6 +170,8 @@ async fn paths_are_normalized_before_matching() {
         // Reserved characters stay encoded, with upper-case hex.
         ("/admin%2fx", "/adm/admin%2Fx"),
         ("/public/%2e%2e%2fadmin", "/any/public/..%2Fadmin"),
+        // A stray `%` is escaped, so no new escape forms for the upstream to decode.
+        ("/%%361dmin", "/any/%2561dmin"),
     ] {
         assert_eq!(
             get_raw(edge, "n.test", request).await.path(),
