@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::errors::{ProxyBody, ProxyError};
 use crate::grpc;
 use crate::metrics::RequestLabels;
+use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::forward::{Forwarded, Outbound};
@@ -144,6 +145,7 @@ impl Proxy {
             path: &path,
             headers: &parts.headers,
             scheme: connection.scheme,
+            sni: connection.sni.as_deref(),
         };
         let matched = match control_plane.router.find(&facts) {
             Routed::Matched(matched) => matched,
@@ -162,6 +164,7 @@ impl Proxy {
             Routed::NoMatch => return Err(ProxyError::NoRoute),
         };
         let route = matched.route.clone();
+        let capture_regex = matched.regex();
         tracing::Span::current().record("route", display(route.id));
         labels.route = Some(route.id);
         let service = match &route.service {
@@ -225,7 +228,10 @@ impl Proxy {
                 balancer: control_plane.balancer_for(service.id).map(|b| &**b),
                 client_ip: connection.peer.ip(),
                 path: &path,
-                uri_capture: &|_| None,
+                uri_capture: &|name| {
+                    let captures = capture_regex?.captures(&path)?;
+                    Some(captures.name(name)?.as_str().to_owned())
+                },
                 preserve_host: route.preserve_host,
                 buffer_body: control_plane.buffers_requests(route.id),
                 upgrade: upgrade.is_some(),
@@ -273,24 +279,6 @@ fn request_id_of(headers: &HeaderMap) -> HeaderValue {
             let id = Uuid::new_v4().simple().to_string();
             HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"))
         })
-}
-
-/// Splits `host[:port]` or `[v6]:port`; a port that does not parse is left in the host.
-fn split_authority(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((v6, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (v6, port);
-        }
-        return (authority, None);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => match port.parse() {
-            Ok(port) => (host, Some(port)),
-            Err(_) => (authority, None),
-        },
-        None => (authority, None),
-    }
 }
 
 /// Drops headers that belong to one connection, including those the `Connection` header names.
@@ -377,19 +365,6 @@ fn add_forwarded_headers(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorities_split() {
-        assert_eq!(
-            split_authority("a.example.com:8000"),
-            ("a.example.com", Some(8000))
-        );
-        assert_eq!(split_authority("a.example.com"), ("a.example.com", None));
-        assert_eq!(split_authority("[::1]:80"), ("::1", Some(80)));
-        assert_eq!(split_authority("[::1]"), ("::1", None));
-        assert_eq!(split_authority("bad:port"), ("bad:port", None));
-        assert_eq!(split_authority(""), ("", None));
-    }
 
     #[test]
     fn hop_by_hop_headers_go() {

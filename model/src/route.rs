@@ -148,6 +148,21 @@ impl Entity for Route {
             } else if values.is_empty() {
                 errors.add(format!("headers.{name}"), "must have at least one value");
             }
+            // Kong 3.x: a value starting with `~*` is a case-insensitive regex.
+            for (i, value) in values.iter().enumerate() {
+                let Some(pattern) = value.strip_prefix("~*") else {
+                    continue;
+                };
+                let compiled = regex::RegexBuilder::new(pattern)
+                    .case_insensitive(true)
+                    .build();
+                if let Err(e) = compiled {
+                    errors.add(
+                        format!("headers.{name}[{i}]"),
+                        format!("invalid regex: {e}"),
+                    );
+                }
+            }
         }
         if ![426, 301, 302, 307, 308].contains(&self.https_redirect_status_code) {
             errors.add(
@@ -166,7 +181,8 @@ impl Entity for Route {
             errors.add("path_handling", "expected one of: v0, v1");
         }
         for (i, s) in self.snis.iter().flatten().enumerate() {
-            if let Err(message) = validate_host(s, false) {
+            // Wildcards as in hosts; a trailing dot is the same name.
+            if let Err(message) = validate_host(s.strip_suffix('.').unwrap_or(s), true) {
                 errors.add(format!("snis[{i}]"), message);
             }
         }
@@ -234,5 +250,13 @@ mod tests {
         assert!(e.fields.contains_key("protocols[0]"));
         let e = create(json!({"paths": ["/"], "https_redirect_status_code": 200})).unwrap_err();
         assert!(e.fields.contains_key("https_redirect_status_code"));
+    }
+
+    #[test]
+    fn header_regex_values_are_checked() {
+        let ok = create(json!({"headers": {"x-version": ["v1", "~*^v[23]$"]}}));
+        assert!(ok.is_ok());
+        let e = create(json!({"headers": {"x-version": ["~*(unclosed", "v1"]}})).unwrap_err();
+        assert!(e.fields["headers.x-version[0]"].starts_with("invalid regex"));
     }
 }

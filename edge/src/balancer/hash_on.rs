@@ -10,7 +10,7 @@ use http::HeaderMap;
 use tollgate_model::Upstream;
 
 /// Looks up a named capture of the route's regex path.
-pub type UriCapture = dyn Fn(&str) -> Option<String> + Sync;
+pub type UriCapture<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
 
 /// What a request offers to hash on.
 pub struct RequestKeys<'a> {
@@ -20,7 +20,7 @@ pub struct RequestKeys<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     /// A named capture of the route's regex path, when one matched.
-    pub uri_capture: &'a UriCapture,
+    pub uri_capture: &'a UriCapture<'a>,
 }
 
 #[derive(Debug, Clone)]

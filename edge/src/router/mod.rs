@@ -1,42 +1,64 @@
 //! Route matching inside one control plane, with Kong's traditional router semantics. A
-//! [`Router`] is compiled once per snapshot (regexes built, routes split per path and sorted by
-//! priority); matching a request walks that ordered list and allocates nothing.
+//! [`Router`] is compiled once per snapshot: regexes built, each (route, path) pair ranked by
+//! priority and filed in [`index`] buckets; matching a request scans only the buckets its host
+//! and path can hit, and allocates nothing.
 //!
-//! What follows Kong (2.x/3.x `traditional` flavour):
+//! What follows Kong (3.x, `traditional` routes as its documentation describes them):
 //! - `hosts`: exact or wildcard (`*.example.com`, `example.*`), case-insensitive, optionally with
 //!   `:port`; a pattern without a port matches any port, one with a port matches the request's
 //!   explicit port or the scheme's default.
-//! - `paths`: plain prefixes (`/api` also matches `/apis`, as in Kong), or `~` regexes anchored at
-//!   the start of the path. Both are matched against the normalized path (see [`paths`]).
-//! - `methods`: exact; `headers`: names case-insensitive, any listed value, compared
-//!   case-insensitively (Kong lowercases both sides).
-//! - Priority, decided here at compile time: a route with several paths counts as one entry per
-//!   path; entries sort by the number of match categories (hosts, headers, paths, methods), then
-//!   which categories (hosts > headers > paths > methods), then "wildcard host with a port" >
-//!   "plain hosts only" > "regex path", then more headers, then `regex_priority`, then longer
-//!   prefix, then older `created_at` (then id, so the order is total).
-//! - A route whose `protocols` lack the request's scheme is skipped; when nothing else matches, the
-//!   first such route answers with its `https_redirect_status_code` (426 or a redirect), as Kong
-//!   does for an `https`-only route reached over plain HTTP. `grpc` and `ws` count as `http`,
-//!   `grpcs` and `wss` as `https`.
+//! - `paths`: plain prefixes (`/api` also matches `/apis`, as in Kong), normalized like request
+//!   paths, or `~` regexes anchored at the start of the path, whose capture groups (numbered and
+//!   named) [`RouteMatch::captures`] hands to whoever asks. Both match the normalized request path
+//!   (see [`paths`]).
+//! - `methods`: exact. `headers`: names case-insensitive; a request matches a header when one of
+//!   its values equals one of the route's values, compared case-insensitively, or, for a route
+//!   value written `~*regex`, contains a match of that regex, case-insensitively.
+//! - `snis`: the TLS server name the client sent must be one of them (a trailing dot ignored;
+//!   `*.example.com` and `example.*` match as hosts do). As in Kong, the condition is only checked
+//!   on TLS requests: over plain HTTP an `https`-only route with `snis` still matches, to answer
+//!   with its redirect.
+//! - Priority, as Kong documents it, decided at compile time for each path of a route:
+//!   1. more match categories set (`hosts`, `headers`, `paths`, `methods`, `snis`);
+//!   2. plain hosts only, then no hosts, then any wildcard host;
+//!   3. more headers;
+//!   4. a regex path before a plain one, regex paths by higher `regex_priority` (which orders
+//!      nothing else);
+//!   5. longer plain path;
+//!   6. older `created_at` (then id, so the order is total).
+//! - A route whose `protocols` lack the request's scheme is skipped; when nothing else matches,
+//!   the first such route answers with its `https_redirect_status_code` (426 or a redirect), as
+//!   Kong does for an `https`-only route reached over plain HTTP. `grpc` and `ws` count as
+//!   `http`, `grpcs` and `wss` as `https`.
 //!
-//! Approximated or not yet here: Kong's per-category indexes and LRU match cache (this is one
-//! linear scan in priority order), `snis`, `sources`/`destinations`, header values given as `~*`
-//! regexes, regex capture groups exposed to plugins, and the `traditional_compatible` /
-//! `expressions` flavours.
+//! Where this differs from Kong, or leaves things out:
+//! - Each path of a route is ranked on its own (what Kong 3 documents for its
+//!   `traditional_compatible` flavour); Kong's `traditional` code ranks a whole route by its
+//!   longest path, so its `["/", "/long"]` ranks `/` as long.
+//! - Kong's `traditional` code also ranks by which categories are set (hosts, headers, paths,
+//!   methods) and puts wildcard hosts with a port first; its documentation says neither, and we
+//!   follow the documentation.
+//! - Regexes use Rust's `regex` syntax, not PCRE (no look-around, no back-references); regex
+//!   paths are not percent-normalized. Kong matches route `snis` exactly; wildcards are ours.
+//! - Not here: `sources`/`destinations`, Kong's LRU match cache, and the
+//!   `traditional_compatible`/`expressions` flavours.
 
+pub mod authority;
+mod index;
 pub mod paths;
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, Method};
-use regex::Regex;
+use regex::{Captures, Regex, RegexBuilder};
 use tollgate_model::hostname::{host_matches, split_host_port};
 use tollgate_model::service::is_tls_protocol;
 use tollgate_model::{Route, Service};
 use uuid::Uuid;
 
+use index::{HostKey, RouteIndex};
 pub use paths::{normalize_path, upstream_path, PathHandling};
 
 /// The scheme a request arrived with.
@@ -73,6 +95,9 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub scheme: Scheme,
+    /// The server name the client sent in its TLS handshake, lowercase; `None` over plain HTTP or
+    /// when the client sent none.
+    pub sni: Option<&'a str>,
 }
 
 /// A route as the proxy needs it after matching.
@@ -89,6 +114,8 @@ pub struct CompiledRoute {
     hosts: Vec<HostPattern>,
     methods: Vec<Method>,
     headers: Vec<HeaderRule>,
+    /// Lowercase, without a trailing dot; exact or wildcard.
+    snis: Vec<String>,
     accepts_http: bool,
     accepts_https: bool,
 }
@@ -104,7 +131,15 @@ struct HostPattern {
 #[derive(Debug)]
 struct HeaderRule {
     name: HeaderName,
-    values: Vec<String>,
+    values: Vec<HeaderValueRule>,
+}
+
+#[derive(Debug)]
+enum HeaderValueRule {
+    /// Compared case-insensitively.
+    Exact(String),
+    /// From a `~*` value: case-insensitive, found anywhere in the request's value.
+    Regex(Regex),
 }
 
 #[derive(Debug)]
@@ -113,7 +148,7 @@ enum PathPattern {
     Regex(Regex),
 }
 
-/// One (route, path) pair in priority order.
+/// One (route, path) pair; the router keeps them in priority order.
 #[derive(Debug)]
 struct Entry {
     route: Arc<CompiledRoute>,
@@ -134,92 +169,199 @@ pub struct RouteMatch<'r, 'p> {
     pub matched: Option<&'p str>,
     /// The rest of the path after `matched`.
     pub postfix: Option<&'p str>,
+    /// The regex path that matched, kept so that captures cost nothing until asked for.
+    regex: Option<&'r Regex>,
+    path: &'p str,
 }
 
-/// The routes of one control plane, in the order they are tried.
+impl<'r, 'p> RouteMatch<'r, 'p> {
+    /// The capture groups of the `~` regex path that matched — numbered and named, Kong's
+    /// `router_matches.uri_captures` — or `None` when no regex path matched. For plugins and
+    /// `hash_on = uri_capture`: it runs the regex again, so requests pay for captures only when
+    /// something asks for them.
+    pub fn captures(&self) -> Option<Captures<'p>> {
+        self.regex?.captures(self.path)
+    }
+
+    /// The `~` regex path that matched, to look up captures after the match itself is gone.
+    pub fn regex(&self) -> Option<&'r Regex> {
+        self.regex
+    }
+
+    /// One named capture group of the regex path that matched.
+    pub fn capture(&self, name: &str) -> Option<&'p str> {
+        Some(self.captures()?.name(name)?.as_str())
+    }
+}
+
+/// The routes of one control plane, in the order they are tried, and the index that finds the
+/// candidates for a request.
 #[derive(Debug, Default)]
 pub struct Router {
     entries: Vec<Entry>,
+    index: RouteIndex,
+}
+
+/// The best entries seen while scanning: the first full match, and the first that matched all but
+/// the scheme (`usize::MAX` for none).
+struct Best {
+    matched: usize,
+    matched_len: Option<usize>,
+    wrong_scheme: usize,
+}
+
+impl Best {
+    const NONE: Best = Best {
+        matched: usize::MAX,
+        matched_len: None,
+        wrong_scheme: usize::MAX,
+    };
 }
 
 impl Router {
-    /// Builds the router of a snapshot: resolves each route's service, compiles regexes and sorts
-    /// routes by Kong's priority rules.
+    /// Builds the router of a snapshot: resolves each route's service, compiles regexes, sorts
+    /// routes by Kong's priority rules and indexes them.
     pub fn compile(services: &[Service], routes: &[Route]) -> Router {
-        let services: std::collections::HashMap<Uuid, Arc<Service>> = services
+        let services: HashMap<Uuid, Arc<Service>> = services
             .iter()
             .map(|s| (s.id, Arc::new(s.clone())))
             .collect();
-        let mut keyed = Vec::new();
+        let mut ranked = Vec::new();
         for route in routes {
-            let compiled = Arc::new(compile_route(route, &services));
-            let rules = RouteRules::of(route);
+            let compiled = match compile_route(route, &services) {
+                Ok(compiled) => Arc::new(compiled),
+                Err(message) => {
+                    tracing::warn!(route = %route.id, %message, "skipping route");
+                    continue;
+                }
+            };
+            let rank = RouteRank::of(route);
             let paths = route.paths.as_deref().unwrap_or_default();
             if paths.is_empty() {
-                keyed.push((
-                    rules.key(route, None),
-                    Entry {
-                        route: compiled,
-                        path: None,
-                    },
-                ));
+                let entry = Entry {
+                    route: compiled,
+                    path: None,
+                };
+                ranked.push((rank.key(route, None), entry));
                 continue;
             }
             for raw in paths {
                 let Some(path) = compile_path(route.id, raw) else {
                     continue;
                 };
-                keyed.push((
-                    rules.key(route, Some(&path)),
-                    Entry {
-                        route: compiled.clone(),
-                        path: Some(path),
-                    },
-                ));
+                let key = rank.key(route, Some(&path));
+                let entry = Entry {
+                    route: compiled.clone(),
+                    path: Some(path),
+                };
+                ranked.push((key, entry));
             }
         }
-        keyed.sort_by(|(a, _), (b, _)| a.cmp(b));
-        Router {
-            entries: keyed.into_iter().map(|(_, e)| e).collect(),
+        ranked.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let entries: Vec<Entry> = ranked.into_iter().map(|(_, entry)| entry).collect();
+
+        let mut index = RouteIndex::default();
+        let mut hosts = Vec::new();
+        for (number, entry) in (0u32..).zip(&entries) {
+            hosts.clear();
+            hosts.extend(entry.route.hosts.iter().map(|h| HostKey::of(&h.name)));
+            let prefix = match &entry.path {
+                Some(PathPattern::Prefix(prefix)) => Some(prefix.as_str()),
+                _ => None,
+            };
+            index.add(number, &hosts, prefix);
         }
+        index.finish();
+        Router { entries, index }
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Finds the route for a request: the first entry in priority order that matches it.
+    /// Finds the route for a request: the first entry in priority order that matches it, looking
+    /// only at the index buckets the request's host and path lead to.
     pub fn find<'r, 'p>(&'r self, request: &RequestFacts<'p>) -> Routed<'r, 'p> {
-        let mut wrong_scheme = None;
-        for entry in &self.entries {
-            let route = &entry.route;
-            if !route.matches_host(request)
-                || !route.matches_method(request.method)
-                || !route.matches_headers(request.headers)
-            {
-                continue;
+        let mut best = Best::NONE;
+        self.index
+            .candidates(request.host, request.path, |bucket: &[u32]| {
+                self.scan(bucket.iter().map(|&n| n as usize), request, &mut best);
+            });
+        self.outcome(&best, request)
+    }
+
+    /// Finds the route by trying every entry in priority order: the reference [`Router::find`]
+    /// must agree with, for tests and the fuzz target.
+    pub fn find_linear<'r, 'p>(&'r self, request: &RequestFacts<'p>) -> Routed<'r, 'p> {
+        let mut best = Best::NONE;
+        self.scan(0..self.entries.len(), request, &mut best);
+        self.outcome(&best, request)
+    }
+
+    /// Tries entries given in ascending order, stopping at the first full match or once they
+    /// cannot beat the best one found so far.
+    fn scan(
+        &self,
+        numbers: impl Iterator<Item = usize>,
+        request: &RequestFacts<'_>,
+        best: &mut Best,
+    ) {
+        for number in numbers {
+            if number >= best.matched {
+                return;
             }
-            let (matched, postfix) = match &entry.path {
-                None => (None, None),
-                Some(pattern) => match pattern.match_len(request.path) {
-                    Some(len) => (Some(&request.path[..len]), Some(&request.path[len..])),
-                    None => continue,
-                },
+            let entry = &self.entries[number];
+            let Some(matched_len) = entry.matches(request) else {
+                continue;
             };
-            if !route.accepts(request.scheme) {
-                wrong_scheme.get_or_insert(route);
-                continue;
+            if entry.route.accepts(request.scheme) {
+                best.matched = number;
+                best.matched_len = matched_len;
+                return;
             }
+            best.wrong_scheme = best.wrong_scheme.min(number);
+        }
+    }
+
+    fn outcome<'r, 'p>(&'r self, best: &Best, request: &RequestFacts<'p>) -> Routed<'r, 'p> {
+        if let Some(entry) = self.entries.get(best.matched) {
+            let path = request.path;
             return Routed::Matched(RouteMatch {
-                route,
-                matched,
-                postfix,
+                route: &entry.route,
+                matched: best.matched_len.map(|len| &path[..len]),
+                postfix: best.matched_len.map(|len| &path[len..]),
+                regex: match &entry.path {
+                    Some(PathPattern::Regex(regex)) => Some(regex),
+                    _ => None,
+                },
+                path,
             });
         }
-        match wrong_scheme {
-            Some(route) => Routed::WrongScheme(route),
+        match self.entries.get(best.wrong_scheme) {
+            Some(entry) => Routed::WrongScheme(&entry.route),
             None => Routed::NoMatch,
         }
+    }
+}
+
+impl Entry {
+    /// `None` when the entry does not match (scheme aside); otherwise how many bytes of the path
+    /// its path matched, if it has one.
+    fn matches(&self, request: &RequestFacts<'_>) -> Option<Option<usize>> {
+        let route = &self.route;
+        if !route.matches_host(request)
+            || !route.matches_method(request.method)
+            || !route.matches_sni(request)
+        {
+            return None;
+        }
+        let matched_len = match &self.path {
+            None => None,
+            Some(pattern) => Some(pattern.match_len(request.path)?),
+        };
+        route
+            .matches_headers(request.headers)
+            .then_some(matched_len)
     }
 }
 
@@ -249,13 +391,23 @@ impl CompiledRoute {
         self.methods.is_empty() || self.methods.iter().any(|m| m == method)
     }
 
+    fn matches_sni(&self, request: &RequestFacts<'_>) -> bool {
+        if self.snis.is_empty() || request.scheme == Scheme::Http {
+            return true;
+        }
+        request
+            .sni
+            .is_some_and(|sni| self.snis.iter().any(|pattern| host_matches(pattern, sni)))
+    }
+
     fn matches_headers(&self, headers: &HeaderMap) -> bool {
         self.headers.iter().all(|rule| {
             headers.get_all(&rule.name).iter().any(|value| {
                 value.to_str().is_ok_and(|value| {
-                    rule.values
-                        .iter()
-                        .any(|wanted| wanted.eq_ignore_ascii_case(value))
+                    rule.values.iter().any(|wanted| match wanted {
+                        HeaderValueRule::Exact(wanted) => wanted.eq_ignore_ascii_case(value),
+                        HeaderValueRule::Regex(regex) => regex.is_match(value),
+                    })
                 })
             })
         })
@@ -274,48 +426,61 @@ impl PathPattern {
     }
 }
 
+/// Fails on a host, method or header name that cannot be matched as written; the control plane
+/// validates routes, so only a bug gets there, and dropping the rule instead would make the route
+/// match more than it says.
 fn compile_route(
     route: &Route,
-    services: &std::collections::HashMap<Uuid, Arc<Service>>,
-) -> CompiledRoute {
+    services: &HashMap<Uuid, Arc<Service>>,
+) -> Result<CompiledRoute, String> {
     let hosts = route
         .hosts
         .iter()
         .flatten()
-        .filter_map(|raw| {
+        .map(|raw| {
             let lower = raw.to_ascii_lowercase();
-            match split_host_port(&lower) {
-                Ok((name, port)) => Some(HostPattern {
-                    wildcard: name.contains('*'),
-                    name: name.to_string(),
-                    port,
-                }),
-                Err(message) => {
-                    tracing::warn!(route = %route.id, host = %raw, %message, "skipping invalid route host");
-                    None
-                }
-            }
+            let (name, port) = split_host_port(&lower)?;
+            Ok(HostPattern {
+                wildcard: name.contains('*'),
+                name: name.to_string(),
+                port,
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let methods = route
         .methods
         .iter()
         .flatten()
-        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-        .collect();
+        .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| format!("invalid method {m:?}")))
+        .collect::<Result<_, String>>()?;
     let headers = route
         .headers
         .iter()
         .flatten()
-        .filter_map(|(name, values)| {
-            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            Some(HeaderRule {
-                name,
-                values: values.clone(),
-            })
+        .map(|(name, values)| {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name {name:?}"))?;
+            let values = values
+                .iter()
+                .filter_map(|value| compile_header_value(route.id, &name, value))
+                .collect();
+            Ok(HeaderRule { name, values })
+        })
+        .collect::<Result<_, String>>()?;
+    let snis = route
+        .snis
+        .iter()
+        .flatten()
+        .map(|sni| {
+            let sni = sni.to_ascii_lowercase();
+            // As in Kong: the last dot of a fully qualified name plays no part in routing.
+            match sni.strip_suffix('.') {
+                Some(stripped) if !stripped.is_empty() => stripped.to_string(),
+                _ => sni,
+            }
         })
         .collect();
-    CompiledRoute {
+    Ok(CompiledRoute {
         id: route.id,
         name: route.name.clone(),
         service: route.service.and_then(|fk| services.get(&fk.id).cloned()),
@@ -326,8 +491,23 @@ fn compile_route(
         hosts,
         methods,
         headers,
+        snis,
         accepts_http: route.protocols.iter().any(|p| !is_tls_protocol(p)),
         accepts_https: route.protocols.iter().any(|p| is_tls_protocol(p)),
+    })
+}
+
+/// A value that fails to compile is dropped: a header left with no values matches nothing.
+fn compile_header_value(route: Uuid, name: &HeaderName, value: &str) -> Option<HeaderValueRule> {
+    let Some(pattern) = value.strip_prefix("~*") else {
+        return Some(HeaderValueRule::Exact(value.to_string()));
+    };
+    match RegexBuilder::new(pattern).case_insensitive(true).build() {
+        Ok(regex) => Some(HeaderValueRule::Regex(regex)),
+        Err(e) => {
+            tracing::warn!(%route, header = %name, %value, error = %e, "skipping invalid header regex");
+            None
+        }
     }
 }
 
@@ -341,313 +521,87 @@ fn compile_path(route: Uuid, raw: &str) -> Option<PathPattern> {
                 None
             }
         },
-        None => Some(PathPattern::Prefix(raw.to_string())),
+        // Requests are matched in normalized form, so a prefix must be too to ever match.
+        None => Some(PathPattern::Prefix(normalize_path(raw).into_owned())),
     }
+}
+
+/// Which hosts a route has, in the order Kong tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum HostKind {
+    PlainOnly,
+    None,
+    Wildcard,
 }
 
 /// The parts of a route that rank it, shared by its per-path entries.
-struct RouteRules {
-    has_hosts: bool,
-    has_headers: bool,
-    has_methods: bool,
-    plain_hosts_only: bool,
-    wildcard_host_with_port: bool,
+struct RouteRank {
+    categories: u32,
+    hosts: HostKind,
     header_count: usize,
 }
 
-impl RouteRules {
-    fn of(route: &Route) -> RouteRules {
+impl RouteRank {
+    fn of(route: &Route) -> RouteRank {
+        let set = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+        let header_count = route.headers.as_ref().map_or(0, |h| h.len());
         let hosts = route.hosts.as_deref().unwrap_or_default();
-        let wildcard = |h: &&String| h.contains('*');
-        RouteRules {
-            has_hosts: !hosts.is_empty(),
-            has_headers: route.headers.as_ref().is_some_and(|h| !h.is_empty()),
-            has_methods: route.methods.as_ref().is_some_and(|m| !m.is_empty()),
-            plain_hosts_only: !hosts.is_empty() && !hosts.iter().any(|h| wildcard(&h)),
-            wildcard_host_with_port: hosts
-                .iter()
-                .filter(wildcard)
-                .any(|h| matches!(split_host_port(h), Ok((_, Some(_))))),
-            header_count: route.headers.as_ref().map_or(0, |h| h.len()),
+        let hosts = if hosts.is_empty() {
+            HostKind::None
+        } else if hosts.iter().any(|h| h.contains('*')) {
+            HostKind::Wildcard
+        } else {
+            HostKind::PlainOnly
+        };
+        let categories = [
+            hosts != HostKind::None,
+            header_count > 0,
+            set(&route.methods),
+            set(&route.snis),
+        ]
+        .into_iter()
+        .filter(|&set| set)
+        .count();
+        RouteRank {
+            categories: u32::try_from(categories).unwrap_or(u32::MAX),
+            hosts,
+            header_count,
         }
     }
 
+    /// The key of one entry of the route; `path` is `None` for a route without paths.
     fn key(&self, route: &Route, path: Option<&PathPattern>) -> PriorityKey {
-        const HOST: u8 = 0x40;
-        const HEADER: u8 = 0x20;
-        const URI: u8 = 0x10;
-        const METHOD: u8 = 0x08;
-        let mut categories = 0u8;
-        for (set, bit) in [
-            (self.has_hosts, HOST),
-            (self.has_headers, HEADER),
-            (path.is_some(), URI),
-            (self.has_methods, METHOD),
-        ] {
-            if set {
-                categories |= bit;
-            }
-        }
-        let mut submatch = 0u8;
-        if self.wildcard_host_with_port {
-            submatch |= 0x04;
-        }
-        if self.plain_hosts_only {
-            submatch |= 0x02;
-        }
-        if matches!(path, Some(PathPattern::Regex(_))) {
-            submatch |= 0x01;
-        }
         PriorityKey {
-            category_count: categories.count_ones(),
-            categories,
-            submatch,
-            header_count: self.header_count,
-            regex_priority: route.regex_priority,
-            prefix_len: match path {
-                Some(PathPattern::Prefix(p)) => p.len(),
+            categories: Reverse(self.categories + u32::from(path.is_some())),
+            hosts: self.hosts,
+            header_count: Reverse(self.header_count),
+            regex_priority: Reverse(match path {
+                Some(PathPattern::Regex(_)) => Some(route.regex_priority),
+                _ => None,
+            }),
+            prefix_len: Reverse(match path {
+                Some(PathPattern::Prefix(prefix)) => prefix.len(),
                 _ => 0,
-            },
+            }),
             created_at: route.created_at,
             id: route.id,
         }
     }
 }
 
-/// Sorts ascending into the order routes are tried: every "more is better" field compares in
-/// reverse.
-#[derive(PartialEq, Eq)]
+/// Sorts ascending into the order entries are tried; fields compare in declaration order.
+/// `regex_priority` is `Some` only for a regex path, and `Reverse(Some(_))` sorts before
+/// `Reverse(None)`: regex paths come first, higher `regex_priority` first among them.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct PriorityKey {
-    category_count: u32,
-    categories: u8,
-    submatch: u8,
-    header_count: usize,
-    regex_priority: i64,
-    prefix_len: usize,
+    categories: Reverse<u32>,
+    hosts: HostKind,
+    header_count: Reverse<usize>,
+    regex_priority: Reverse<Option<i64>>,
+    prefix_len: Reverse<usize>,
     created_at: i64,
     id: Uuid,
 }
 
-impl Ord for PriorityKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .category_count
-            .cmp(&self.category_count)
-            .then(other.categories.cmp(&self.categories))
-            .then(other.submatch.cmp(&self.submatch))
-            .then(other.header_count.cmp(&self.header_count))
-            .then(other.regex_priority.cmp(&self.regex_priority))
-            .then(other.prefix_len.cmp(&self.prefix_len))
-            .then(self.created_at.cmp(&other.created_at))
-            .then(self.id.cmp(&other.id))
-    }
-}
-
-impl PartialOrd for PriorityKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use serde_json::{json, Value};
-    use tollgate_model::entity::{build, Build};
-
-    fn route(input: Value, created_at: i64) -> Route {
-        build::<Route>(Build::Create { id: Uuid::now_v7() }, &input, created_at)
-            .unwrap_or_else(|e| panic!("bad test route {input}: {e}"))
-    }
-
-    fn find<'r>(
-        router: &'r Router,
-        method: &str,
-        host: &str,
-        path: &str,
-    ) -> Option<&'r Arc<CompiledRoute>> {
-        find_with(router, method, host, path, &HeaderMap::new())
-    }
-
-    fn find_with<'r>(
-        router: &'r Router,
-        method: &str,
-        host: &str,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Option<&'r Arc<CompiledRoute>> {
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let (host, port) = match host.split_once(':') {
-            Some((h, p)) => (h, p.parse().unwrap()),
-            None => (host, 80),
-        };
-        let facts = RequestFacts {
-            method: &method,
-            host,
-            port,
-            path,
-            headers,
-            scheme: Scheme::Http,
-        };
-        match router.find(&facts) {
-            Routed::Matched(m) => Some(m.route),
-            _ => None,
-        }
-    }
-
-    fn named(r: Option<&Arc<CompiledRoute>>) -> Option<&str> {
-        r.and_then(|r| r.name.as_deref())
-    }
-
-    #[test]
-    fn longer_prefix_wins_and_regex_beats_prefix() {
-        let router = Router::compile(
-            &[],
-            &[
-                route(json!({"name": "short", "paths": ["/api"]}), 1),
-                route(json!({"name": "long", "paths": ["/api/v1"]}), 2),
-                route(json!({"name": "re", "paths": ["~/api/v\\d+/items$"]}), 3),
-            ],
-        );
-        assert_eq!(
-            named(find(&router, "GET", "x", "/api/v1/users")),
-            Some("long")
-        );
-        assert_eq!(named(find(&router, "GET", "x", "/api/v2")), Some("short"));
-        assert_eq!(
-            named(find(&router, "GET", "x", "/api/v1/items")),
-            Some("re")
-        );
-        assert_eq!(named(find(&router, "GET", "x", "/nope")), None);
-    }
-
-    #[test]
-    fn more_categories_and_plain_hosts_first() {
-        let router = Router::compile(
-            &[],
-            &[
-                route(json!({"name": "path", "paths": ["/"]}), 1),
-                route(
-                    json!({"name": "wild", "hosts": ["*.example.com"], "paths": ["/"]}),
-                    2,
-                ),
-                route(
-                    json!({"name": "plain", "hosts": ["a.example.com"], "paths": ["/"]}),
-                    3,
-                ),
-                route(
-                    json!({"name": "get", "hosts": ["a.example.com"], "paths": ["/"], "methods": ["GET"]}),
-                    4,
-                ),
-            ],
-        );
-        assert_eq!(
-            named(find(&router, "GET", "a.example.com", "/x")),
-            Some("get")
-        );
-        assert_eq!(
-            named(find(&router, "POST", "a.example.com", "/x")),
-            Some("plain")
-        );
-        assert_eq!(
-            named(find(&router, "POST", "b.example.com", "/x")),
-            Some("wild")
-        );
-        assert_eq!(
-            named(find(&router, "POST", "other.org", "/x")),
-            Some("path")
-        );
-    }
-
-    #[test]
-    fn regex_priority_and_created_at_break_ties() {
-        let router = Router::compile(
-            &[],
-            &[
-                route(
-                    json!({"name": "low", "paths": ["~/r/.*"], "regex_priority": 1}),
-                    1,
-                ),
-                route(
-                    json!({"name": "high", "paths": ["~/r/[a-z]+"], "regex_priority": 5}),
-                    2,
-                ),
-                route(json!({"name": "old", "paths": ["/same"]}), 3),
-                route(json!({"name": "new", "paths": ["/same"]}), 4),
-            ],
-        );
-        assert_eq!(named(find(&router, "GET", "x", "/r/abc")), Some("high"));
-        assert_eq!(named(find(&router, "GET", "x", "/r/123")), Some("low"));
-        assert_eq!(named(find(&router, "GET", "x", "/same")), Some("old"));
-    }
-
-    #[test]
-    fn host_ports_headers_and_schemes() {
-        let router = Router::compile(
-            &[],
-            &[
-                route(
-                    json!({"name": "port", "hosts": ["api.example.com:8000"]}),
-                    1,
-                ),
-                route(
-                    json!({"name": "hdr", "headers": {"X-Version": ["V2", "v3"]}}),
-                    2,
-                ),
-                route(
-                    json!({"name": "tls", "paths": ["/secure"], "protocols": ["https"]}),
-                    3,
-                ),
-            ],
-        );
-        assert_eq!(
-            named(find(&router, "GET", "api.example.com:8000", "/")),
-            Some("port")
-        );
-        assert_eq!(named(find(&router, "GET", "api.example.com", "/")), None);
-        let mut headers = HeaderMap::new();
-        headers.insert("x-version", "v2".parse().unwrap());
-        assert_eq!(
-            named(find_with(&router, "GET", "x", "/", &headers)),
-            Some("hdr")
-        );
-        headers.insert("x-version", "v1".parse().unwrap());
-        assert_eq!(named(find_with(&router, "GET", "x", "/", &headers)), None);
-        let method = Method::GET;
-        let facts = RequestFacts {
-            method: &method,
-            host: "x",
-            port: 80,
-            path: "/secure",
-            headers: &HeaderMap::new(),
-            scheme: Scheme::Http,
-        };
-        assert!(
-            matches!(router.find(&facts), Routed::WrongScheme(r) if r.name.as_deref() == Some("tls"))
-        );
-    }
-
-    #[test]
-    fn regex_match_reports_matched_part() {
-        let router = Router::compile(&[], &[route(json!({"paths": ["~/v\\d+"]}), 1)]);
-        let method = Method::GET;
-        let facts = RequestFacts {
-            method: &method,
-            host: "x",
-            port: 80,
-            path: "/v12/things",
-            headers: &HeaderMap::new(),
-            scheme: Scheme::Http,
-        };
-        let Routed::Matched(m) = router.find(&facts) else {
-            panic!("no match");
-        };
-        assert_eq!((m.matched, m.postfix), (Some("/v12"), Some("/things")));
-        let facts = RequestFacts {
-            path: "/x/v12",
-            ..facts
-        };
-        assert!(matches!(router.find(&facts), Routed::NoMatch));
-    }
-}
+mod tests;

@@ -21,7 +21,8 @@ impl PathHandling {
 }
 
 /// The path as routes see it: percent-encoded unreserved characters decoded (other escapes kept,
-/// with upper-case hex), `.` and `..` segments resolved, repeated slashes merged. Matching on this
+/// with upper-case hex; a `%` that starts no escape becomes `%25`), `.` and `..` segments
+/// resolved, repeated slashes merged. Normalizing twice changes nothing. Matching on this
 /// form keeps `/%61dmin`, `//admin` and `/x/../admin` from slipping past a route for `/admin`; it
 /// is also what goes upstream, so the upstream serves what was matched. Reserved characters
 /// (`%2F` …) stay encoded, so the result never needs re-escaping. Most paths are returned as
@@ -82,6 +83,13 @@ fn decode_unreserved(path: &str) -> String {
                 i += 3;
                 continue;
             }
+        }
+        if bytes[i] == b'%' {
+            // A `%` that starts no escape is escaped itself: otherwise decoding `%%36` would
+            // make a new escape, `%6`, that the upstream decodes once more.
+            out.push_str("%25");
+            i += 1;
+            continue;
         }
         // A path from a parsed URI is ASCII; anything else is copied through unchanged.
         let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
@@ -192,8 +200,10 @@ mod tests {
         assert_eq!(normalize_path("/%61dmin"), "/admin");
         assert_eq!(normalize_path("/x/%2e%2E/admin"), "/admin");
         assert_eq!(normalize_path("/a%2fb%3f"), "/a%2Fb%3F");
-        assert_eq!(normalize_path("/bad%zz"), "/bad%zz");
-        assert_eq!(normalize_path("/end%4"), "/end%4");
+        assert_eq!(normalize_path("/bad%zz"), "/bad%25zz");
+        assert_eq!(normalize_path("/end%4"), "/end%254");
+        assert_eq!(normalize_path("/%%361dmin"), "/%2561dmin");
+        assert_eq!(normalize_path("/%2561dmin"), "/%2561dmin");
         assert_eq!(normalize_path("*"), "*");
     }
 

@@ -51,7 +51,7 @@ pub struct Outbound<'a> {
     /// request path and the route's regex captures.
     pub client_ip: IpAddr,
     pub path: &'a str,
-    pub uri_capture: &'a UriCapture,
+    pub uri_capture: &'a UriCapture<'a>,
     /// The client's `Host` goes upstream as is.
     pub preserve_host: bool,
     /// The route's `request_buffering`.

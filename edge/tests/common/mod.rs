@@ -409,3 +409,28 @@ pub async fn metrics_text(edge: &RunningEdge) -> String {
         .await
         .unwrap()
 }
+
+/// Sends `GET` for `path` exactly as written, with `Host: host`: reqwest would resolve dot
+/// segments before sending, hyper does not.
+pub async fn get_raw(edge: &RunningEdge, host: &str, path: &str) -> Answer {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = http::Request::get(format!("http://{}{path}", edge.proxy_addr))
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| json!({ "text": String::from_utf8_lossy(&body) }));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
