@@ -5,6 +5,7 @@
 //! answer; the handlers are thin, typed doors for routing and the OpenAPI document.
 
 pub mod certificates;
+pub mod health;
 pub mod upstreams;
 
 use axum::extract::{Path, Query, State};

@@ -150,6 +150,7 @@ pub fn router(state: AppState) -> Router {
             gateway::upstreams::upsert_upstream,
             gateway::upstreams::delete_upstream
         ))
+        .routes(routes!(gateway::health::upstream_health))
         .routes(routes!(
             gateway::upstreams::list_upstream_targets,
             gateway::upstreams::create_upstream_target

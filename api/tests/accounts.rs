@@ -212,6 +212,7 @@ async fn openapi_document_lists_every_endpoint() {
     for (path, methods) in [
         ("upstreams", &collection[..]),
         ("upstreams/{upstream}", &item[..]),
+        ("upstreams/{upstream}/health", &["get"][..]),
         ("upstreams/{upstream}/targets", &collection[..]),
         ("upstreams/{upstream}/targets/{target}", &item[..]),
         ("certificates", &collection[..]),
@@ -230,7 +231,7 @@ async fn openapi_document_lists_every_endpoint() {
         "Kong 3 has no top-level targets"
     );
     let schemas = &doc["components"]["schemas"];
-    for schema in ["Upstream", "Target", "Certificate", "Sni"] {
+    for schema in ["Upstream", "Target", "Certificate", "Sni", "UpstreamHealth"] {
         assert!(schemas[schema].is_object(), "missing schema {schema}");
     }
     api.stop().await;

@@ -1,11 +1,18 @@
 //! Upstreams and targets: Kong conventions (nested targets addressed by id or `host:port`,
-//! cascade on delete), validation that changes nothing, tenant isolation.
+//! cascade on delete), validation that changes nothing, tenant isolation, and target health as
+//! edges report it in heartbeats.
 
 mod common;
 
-use common::TestApi;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{eventually, TestApi};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tollgate_bus::Bus;
+use tollgate_model::{AppliedConfig, Heartbeat, TargetHealth, TargetHealthReport};
 use uuid::Uuid;
 
 async fn version(api: &TestApi, token: &str, base: &str) -> i64 {
@@ -420,6 +427,8 @@ async fn another_tenant_gets_404_for_upstreams_targets_and_health() {
             format!("{b}/upstreams/{upstream_id}/targets"),
             format!("{b}/upstreams/{upstream_id}/targets/{target_id}"),
             format!("{b}/upstreams/{upstream_id}/targets/10.9.9.9:80"),
+            format!("{b}/upstreams/{upstream_id}/health"),
+            format!("{b}/upstreams/secret.internal/health"),
         ] {
             let (status, body) = api.get(&path, &other).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "GET {path}: {body}");
@@ -446,9 +455,297 @@ async fn another_tenant_gets_404_for_upstreams_targets_and_health() {
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
+    let (status, _) = api
+        .get(&format!("{base}/upstreams/{upstream_id}/health"), &owner)
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (_, targets) = api
         .get(&format!("{base}/upstreams/{upstream_id}/targets"), &owner)
         .await;
     assert_eq!(targets_of(&targets), ["10.9.9.9:80"]);
     api.stop().await;
+}
+
+fn heartbeat(
+    node: Uuid,
+    hostname: &str,
+    sent_at: i64,
+    cp: Uuid,
+    reports: &[(Uuid, &str, TargetHealth)],
+) -> Heartbeat {
+    Heartbeat {
+        node_id: node,
+        hostname: hostname.into(),
+        binary_version: "test".into(),
+        region: "default".into(),
+        sent_at,
+        control_planes: vec![AppliedConfig {
+            control_plane_id: cp,
+            version: 1,
+            hash: "sha256:test".into(),
+        }],
+        target_health: reports
+            .iter()
+            .map(|(upstream, target, health)| TargetHealthReport {
+                control_plane_id: cp,
+                upstream_id: *upstream,
+                target: target.to_string(),
+                health: *health,
+            })
+            .collect(),
+    }
+}
+
+fn health_of<'a>(health: &'a Value, target: &str) -> &'a Value {
+    health["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == target)
+        .unwrap_or_else(|| panic!("no {target} in {health}"))
+}
+
+#[tokio::test]
+async fn upstream_health_aggregates_what_online_nodes_report() {
+    use TargetHealth::*;
+    let api = TestApi::start().await;
+    let token = api.tenant("healthy").await;
+    let cp = api.control_plane(&token, "healthy").await;
+    let cp_id: Uuid = cp["id"].as_str().unwrap().parse().unwrap();
+    let base = format!("/api/v1/control-planes/{cp_id}");
+    let (_, upstream) = api
+        .post(
+            &format!("{base}/upstreams"),
+            &token,
+            json!({"name": "pool"}),
+        )
+        .await;
+    let upstream_id: Uuid = upstream["id"].as_str().unwrap().parse().unwrap();
+    for target in ["10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80", "10.1.0.4:80"] {
+        let (status, _) = api
+            .post(
+                &format!("{base}/upstreams/pool/targets"),
+                &token,
+                json!({"target": target}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let health_path = format!("{base}/upstreams/pool/health");
+    let (status, health) = api.get(&health_path, &token).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(
+        (&health["node_count"], &health["total"]),
+        (&json!(0), &json!(4))
+    );
+    assert!(
+        health["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["health"] == "UNKNOWN" && t["nodes"] == json!([])),
+        "{health}"
+    );
+
+    let (a, b, stale) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let now = Utc::now().timestamp();
+    let from_a = heartbeat(
+        a,
+        "edge-a",
+        now,
+        cp_id,
+        &[
+            (upstream_id, "10.1.0.1:80", Healthy),
+            (upstream_id, "10.1.0.2:80", Unhealthy),
+            (upstream_id, "10.1.0.3:80", HealthchecksOff),
+            // Another upstream's report for the same address counts for that upstream only.
+            (Uuid::now_v7(), "10.1.0.4:80", Unhealthy),
+        ],
+    );
+    let from_b = heartbeat(
+        b,
+        "edge-b",
+        now,
+        cp_id,
+        &[
+            (upstream_id, "10.1.0.1:80", Healthy),
+            (upstream_id, "10.1.0.2:80", Healthy),
+            (upstream_id, "10.1.0.3:80", HealthchecksOff),
+        ],
+    );
+    // Not heard from for two minutes: offline, so its view does not count.
+    let from_stale = heartbeat(
+        stale,
+        "edge-stale",
+        now - 120,
+        cp_id,
+        &[(upstream_id, "10.1.0.1:80", Unhealthy)],
+    );
+    // Heartbeats are fire-and-forget, so publish until the API has recorded all three.
+    eventually("three nodes recorded", Duration::from_secs(10), || async {
+        for hb in [&from_a, &from_b, &from_stale] {
+            api.bus.publish_heartbeat(hb).await.ok()?;
+        }
+        let (_, nodes) = api.get(&format!("{base}/nodes"), &token).await;
+        (nodes["data"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let health = eventually("both reports recorded", Duration::from_secs(10), || async {
+        let (_, health) = api.get(&health_path, &token).await;
+        (health_of(&health, "10.1.0.2:80")["nodes"].as_array()?.len() == 2).then_some(health)
+    })
+    .await;
+    assert_eq!(health["node_count"], 2, "{health}");
+    let t1 = health_of(&health, "10.1.0.1:80");
+    assert_eq!(t1["health"], "HEALTHY", "the stale node is left out: {t1}");
+    let t2 = health_of(&health, "10.1.0.2:80");
+    assert_eq!(t2["health"], "UNHEALTHY");
+    assert_eq!(
+        t2["nodes"],
+        json!([
+            {"node_id": a, "hostname": "edge-a", "health": "UNHEALTHY", "last_seen": t2["nodes"][0]["last_seen"]},
+            {"node_id": b, "hostname": "edge-b", "health": "HEALTHY", "last_seen": t2["nodes"][1]["last_seen"]},
+        ])
+    );
+    assert_eq!(
+        health_of(&health, "10.1.0.3:80")["health"],
+        "HEALTHCHECKS_OFF"
+    );
+    let t4 = health_of(&health, "10.1.0.4:80");
+    assert_eq!(
+        (&t4["health"], &t4["nodes"]),
+        (&json!("UNKNOWN"), &json!([]))
+    );
+    assert_eq!(t1["weight"], 100);
+    assert_eq!(t1["upstream"]["id"], json!(upstream_id));
+
+    // A later heartbeat replaces the node's earlier view.
+    let recovered = heartbeat(
+        a,
+        "edge-a",
+        Utc::now().timestamp(),
+        cp_id,
+        &[(upstream_id, "10.1.0.2:80", Healthy)],
+    );
+    eventually("edge-a's new view", Duration::from_secs(10), || async {
+        api.bus.publish_heartbeat(&recovered).await.ok()?;
+        let (_, health) = api.get(&health_path, &token).await;
+        (health_of(&health, "10.1.0.2:80")["health"] == "HEALTHY").then_some(())
+    })
+    .await;
+    let (_, health) = api.get(&health_path, &token).await;
+    assert_eq!(
+        health_of(&health, "10.1.0.1:80")["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "edge-a no longer reports 10.1.0.1: {health}"
+    );
+    api.stop().await;
+}
+
+/// `tollgate dev`'s stack: SQLite (the target-health migration included), the memory bus.
+#[tokio::test]
+async fn upstreams_certificates_and_health_work_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = tollgate_api::store::connect(&url).await.expect("sqlite");
+    tollgate_api::store::migrate(&db).await.expect("migrate");
+    let bus: Arc<dyn Bus> = Arc::new(tollgate_bus::MemoryBus::new());
+    let running = tollgate_api::start(
+        tollgate_api::ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            proxy_public_url: "http://localhost:8000".into(),
+            default_region: "default".into(),
+            session_ttl: Duration::from_secs(3600),
+            secure_cookies: false,
+            console_dir: None,
+            master_key: Some(tollgate_model::secret::MasterKey::generate().unwrap()),
+        },
+        db,
+        bus.clone(),
+        Arc::new(tollgate_api::ephemeral::MemoryStore::default()),
+    )
+    .await
+    .expect("start");
+    let origin = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{origin}/api/v1/signup"))
+        .json(&json!({"email": "o@example.com", "password": "correct horse battery", "organization": "Lite"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let cookie = common::session_cookie(&resp).unwrap();
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{origin}{path}"))
+            .header("cookie", &cookie);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, cp) = call(
+        Method::POST,
+        "/api/v1/control-planes".into(),
+        Some(json!({"name": "lite"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{cp}");
+    let cp_id: Uuid = cp["id"].as_str().unwrap().parse().unwrap();
+    let base = format!("/api/v1/control-planes/{cp_id}");
+    let (status, upstream) = call(
+        Method::POST,
+        format!("{base}/upstreams"),
+        Some(json!({"name": "pool"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{upstream}");
+    let upstream_id: Uuid = upstream["id"].as_str().unwrap().parse().unwrap();
+    let (status, _) = call(
+        Method::POST,
+        format!("{base}/upstreams/pool/targets"),
+        Some(json!({"target": "127.0.0.1:9000"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let pair = rcgen::generate_simple_self_signed(vec!["lite.example.com".into()]).unwrap();
+    let (status, cert) = call(
+        Method::POST,
+        format!("{base}/certificates"),
+        Some(json!({"cert": pair.cert.pem(), "key": pair.key_pair.serialize_pem()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    assert!(cert.get("key").is_none());
+
+    let hb = heartbeat(
+        Uuid::now_v7(),
+        "edge-lite",
+        Utc::now().timestamp(),
+        cp_id,
+        &[(upstream_id, "127.0.0.1:9000", TargetHealth::Healthy)],
+    );
+    let health = eventually("the report recorded", Duration::from_secs(10), || async {
+        bus.publish_heartbeat(&hb).await.ok()?;
+        let (_, health) = call(Method::GET, format!("{base}/upstreams/pool/health"), None).await;
+        (health["data"][0]["health"] == "HEALTHY").then_some(health)
+    })
+    .await;
+    assert_eq!(health["node_count"], 1);
+    assert_eq!(health["data"][0]["nodes"][0]["hostname"], "edge-lite");
+    let (_, detail) = call(Method::GET, format!("{base}/config/versions/4"), None).await;
+    assert_eq!(
+        detail["snapshot"]["certificates"].as_array().unwrap().len(),
+        1
+    );
+    assert!(!detail.to_string().contains("PRIVATE KEY"));
+    running.shutdown().await;
 }
