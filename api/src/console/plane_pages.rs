@@ -1,5 +1,8 @@
 //! The overview and the control plane pages with their forms.
 
+pub mod certificate_pages;
+pub mod upstream_pages;
+
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use tollgate_model::entity::Entity;
 use tollgate_model::{ForeignKey, Target, TargetHealth, Upstream};
@@ -98,40 +98,76 @@ pub async fn upstream_health(
         .await?
         .ok_or(ApiError::NotFound)?;
     let upstream: Upstream = decode(row.data.clone(), &row)?;
-    let target_rows = entities::Entity::find()
-        .filter(entities::Column::ControlPlaneId.eq(cp.id))
+    let targets: Vec<Target> = targets_of(&s.db, cp.id, upstream.id).await?;
+    let reports = OnlineReports::load(&s.db, cp.id).await?;
+    let data: Vec<TargetHealthView> = targets.into_iter().map(|t| reports.view(t)).collect();
+    Ok(Json(UpstreamHealth {
+        total: data.len(),
+        data,
+        node_count: reports.node_count(),
+    }))
+}
+
+/// The targets of one upstream, oldest first.
+pub(crate) async fn targets_of(
+    db: &impl ConnectionTrait,
+    cp: Uuid,
+    upstream: Uuid,
+) -> ApiResult<Vec<Target>> {
+    let rows = entities::Entity::find()
+        .filter(entities::Column::ControlPlaneId.eq(cp))
         .filter(entities::Column::Kind.eq(Target::KIND))
-        .filter(entities::Column::ParentId.eq(upstream.id))
+        .filter(entities::Column::ParentId.eq(upstream))
         .order_by_asc(entities::Column::Id)
-        .all(&s.db)
+        .all(db)
         .await?;
-    let now = Utc::now();
-    let mut online: Vec<(nodes::Model, Vec<StoredTargetHealth>)> = nodes::Entity::find()
-        .filter(nodes::Column::ControlPlaneId.eq(cp.id))
-        .all(&s.db)
-        .await?
-        .into_iter()
-        .filter(|n| is_online(n.last_seen, now))
-        .map(|mut n| {
-            // A row written before any report, or unreadable, reports nothing.
-            let reports = n
-                .target_health
-                .take()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-            (n, reports)
-        })
-        .collect();
-    online.sort_by(|(a, _), (b, _)| a.hostname.cmp(&b.hostname).then(a.node_id.cmp(&b.node_id)));
-    let mut data = Vec::with_capacity(target_rows.len());
-    for target_row in &target_rows {
-        let target: Target = decode(target_row.data.clone(), target_row)?;
-        let nodes: Vec<NodeTargetHealth> = online
+    rows.iter()
+        .map(|row| decode(row.data.clone(), row))
+        .collect()
+}
+
+/// What the online nodes of one control plane last reported, by hostname.
+pub(crate) struct OnlineReports {
+    nodes: Vec<(nodes::Model, Vec<StoredTargetHealth>)>,
+}
+
+impl OnlineReports {
+    pub(crate) async fn load(db: &impl ConnectionTrait, cp: Uuid) -> ApiResult<Self> {
+        let now = Utc::now();
+        let mut online: Vec<(nodes::Model, Vec<StoredTargetHealth>)> = nodes::Entity::find()
+            .filter(nodes::Column::ControlPlaneId.eq(cp))
+            .all(db)
+            .await?
+            .into_iter()
+            .filter(|n| is_online(n.last_seen, now))
+            .map(|mut n| {
+                // A row written before any report, or unreadable, reports nothing.
+                let reports = n
+                    .target_health
+                    .take()
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                (n, reports)
+            })
+            .collect();
+        online
+            .sort_by(|(a, _), (b, _)| a.hostname.cmp(&b.hostname).then(a.node_id.cmp(&b.node_id)));
+        Ok(OnlineReports { nodes: online })
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `target` with what each online node reports for it and the aggregate.
+    pub(crate) fn view(&self, target: Target) -> TargetHealthView {
+        let nodes: Vec<NodeTargetHealth> = self
+            .nodes
             .iter()
             .filter_map(|(node, reports)| {
                 let report = reports
                     .iter()
-                    .find(|r| r.upstream_id == upstream.id && r.target == target.target)?;
+                    .find(|r| r.upstream_id == target.upstream.id && r.target == target.target)?;
                 Some(NodeTargetHealth {
                     node_id: node.node_id,
                     hostname: node.hostname.clone(),
@@ -141,7 +177,7 @@ pub async fn upstream_health(
             })
             .collect();
         let reported: Vec<TargetHealth> = nodes.iter().map(|n| n.health).collect();
-        data.push(TargetHealthView {
+        TargetHealthView {
             id: target.id,
             target: target.target,
             weight: target.weight,
@@ -149,13 +185,8 @@ pub async fn upstream_health(
             tags: target.tags,
             health: aggregate(&reported),
             nodes,
-        });
+        }
     }
-    Ok(Json(UpstreamHealth {
-        total: data.len(),
-        data,
-        node_count: online.len(),
-    }))
 }
 
 #[cfg(test)]
