@@ -9,7 +9,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, Set, TransactionTrait,
 };
-use tollgate_model::{Route, Service, Snapshot};
+use tollgate_model::snapshot::Entities;
+use tollgate_model::Snapshot;
 use uuid::Uuid;
 
 use crate::audit;
@@ -115,22 +116,25 @@ pub async fn compile_snapshot(
         .order_by_asc(entities::Column::Id)
         .all(db)
         .await?;
-    let mut services: Vec<Service> = Vec::new();
-    let mut routes: Vec<Route> = Vec::new();
+    let mut found = Entities::default();
     for row in rows {
+        // Sealed secrets stay sealed: edges open them with the master key.
         match row.kind.as_str() {
-            "services" => services.push(decode(row)?),
-            "routes" => routes.push(decode(row)?),
+            "services" => found.services.push(decode(row)?),
+            "routes" => found.routes.push(decode(row)?),
+            "upstreams" => found.upstreams.push(decode(row)?),
+            "targets" => found.targets.push(decode(row)?),
+            "certificates" => found.certificates.push(decode(row)?),
+            "snis" => found.snis.push(decode(row)?),
             other => return Err(ApiError::internal(format!("unknown entity kind {other}"))),
         }
     }
-    Ok(Snapshot::compile(
+    Ok(Snapshot::of(
         cp.id,
         cp.organization_id,
         cp.config_version,
         hostnames,
-        services,
-        routes,
+        found,
     ))
 }
 

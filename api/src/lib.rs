@@ -140,6 +140,51 @@ pub fn router(state: AppState) -> Router {
             gateway::list_service_routes,
             gateway::create_service_route
         ))
+        .routes(routes!(
+            gateway::upstreams::list_upstreams,
+            gateway::upstreams::create_upstream
+        ))
+        .routes(routes!(
+            gateway::upstreams::get_upstream,
+            gateway::upstreams::update_upstream,
+            gateway::upstreams::upsert_upstream,
+            gateway::upstreams::delete_upstream
+        ))
+        .routes(routes!(gateway::health::upstream_health))
+        .routes(routes!(
+            gateway::upstreams::list_upstream_targets,
+            gateway::upstreams::create_upstream_target
+        ))
+        .routes(routes!(
+            gateway::upstreams::get_upstream_target,
+            gateway::upstreams::update_upstream_target,
+            gateway::upstreams::upsert_upstream_target,
+            gateway::upstreams::delete_upstream_target
+        ))
+        .routes(routes!(
+            gateway::certificates::list_certificates,
+            gateway::certificates::create_certificate
+        ))
+        .routes(routes!(
+            gateway::certificates::get_certificate,
+            gateway::certificates::update_certificate,
+            gateway::certificates::upsert_certificate,
+            gateway::certificates::delete_certificate
+        ))
+        .routes(routes!(
+            gateway::certificates::list_certificate_snis,
+            gateway::certificates::create_certificate_sni
+        ))
+        .routes(routes!(
+            gateway::certificates::list_snis,
+            gateway::certificates::create_sni
+        ))
+        .routes(routes!(
+            gateway::certificates::get_sni,
+            gateway::certificates::update_sni,
+            gateway::certificates::upsert_sni,
+            gateway::certificates::delete_sni
+        ))
         .routes(routes!(versions::list))
         .routes(routes!(versions::get))
         .routes(routes!(versions::restore))

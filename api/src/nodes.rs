@@ -1,5 +1,5 @@
-//! Edge nodes as their heartbeats report them: recorded per control plane they serve, listed with
-//! their applied config and a status derived from it.
+//! Edge nodes as their heartbeats report them: recorded per control plane they serve (with the
+//! health they see for its targets), listed with their applied config and a status derived from it.
 
 use std::time::Duration;
 
@@ -9,10 +9,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tollgate_bus::Bus;
-use tollgate_model::Heartbeat;
+use tollgate_model::{Heartbeat, TargetHealth};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -24,6 +24,24 @@ use crate::store::{control_planes, nodes};
 
 /// A node not heard from for this long is shown offline.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(60);
+
+/// At most this many target health reports are kept per node and control plane, so one node
+/// cannot grow a row without bound.
+const MAX_TARGET_REPORTS: usize = 10_000;
+
+/// One target's health as one node reported it, as kept in `nodes.target_health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTargetHealth {
+    pub upstream_id: Uuid,
+    /// `host:port` as configured.
+    pub target: String,
+    pub health: TargetHealth,
+}
+
+/// Whether a node last seen at `last_seen` counts as online now.
+pub fn is_online(last_seen: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - last_seen <= chrono::Duration::from_std(OFFLINE_AFTER).unwrap_or_default()
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NodeView {
@@ -73,9 +91,7 @@ pub async fn node_views(
     let data = rows
         .into_iter()
         .map(|n| {
-            let offline =
-                now - n.last_seen > chrono::Duration::from_std(OFFLINE_AFTER).unwrap_or_default();
-            let status = if offline {
+            let status = if !is_online(n.last_seen, now) {
                 "offline"
             } else if n.config_version < cp.config_version {
                 "out of date"
@@ -151,6 +167,18 @@ async fn record(db: &DatabaseConnection, hb: &Heartbeat) -> Result<(), sea_orm::
         else {
             continue;
         };
+        let reports: Vec<StoredTargetHealth> = hb
+            .target_health
+            .iter()
+            .filter(|r| r.control_plane_id == cp.id)
+            .take(MAX_TARGET_REPORTS)
+            .map(|r| StoredTargetHealth {
+                upstream_id: r.upstream_id,
+                target: truncate(&r.target, 255),
+                health: r.health,
+            })
+            .collect();
+        let target_health = serde_json::to_value(reports).unwrap_or_default();
         let row = nodes::ActiveModel {
             node_id: Set(hb.node_id),
             control_plane_id: Set(cp.id),
@@ -162,6 +190,7 @@ async fn record(db: &DatabaseConnection, hb: &Heartbeat) -> Result<(), sea_orm::
             config_hash: Set(truncate(&applied.hash, 100)),
             first_seen: Set(seen),
             last_seen: Set(seen),
+            target_health: Set(Some(target_health)),
         };
         nodes::Entity::insert(row)
             .on_conflict(
@@ -173,6 +202,7 @@ async fn record(db: &DatabaseConnection, hb: &Heartbeat) -> Result<(), sea_orm::
                         nodes::Column::ConfigVersion,
                         nodes::Column::ConfigHash,
                         nodes::Column::LastSeen,
+                        nodes::Column::TargetHealth,
                     ])
                     .to_owned(),
             )

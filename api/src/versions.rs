@@ -10,13 +10,14 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::Value;
 use tollgate_model::entity::Entity;
-use tollgate_model::{Route, Service};
+use tollgate_model::{Certificate, Route, Service, Sni, Target, Upstream};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::config::{find_control_plane, ConfigWrite};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::gateway::strip_snapshot_secrets;
 use crate::pagination::{Page, PageQuery};
 use crate::state::AppState;
 use crate::store::{config_versions, entities};
@@ -35,7 +36,8 @@ pub struct VersionView {
 pub struct VersionDetail {
     #[serde(flatten)]
     pub version: VersionView,
-    /// The compiled snapshot edges load for this version.
+    /// The compiled snapshot edges load for this version, without secret fields (a
+    /// certificate's `key` and `key_alt`).
     pub snapshot: serde_json::Value,
 }
 
@@ -80,7 +82,8 @@ pub async fn get(
     Path((cp, version)): Path<(String, String)>,
 ) -> ApiResult<Json<VersionDetail>> {
     let cp = find_control_plane(&state.db, auth.organization_id, &cp).await?;
-    let found = find_version(&state.db, cp.id, parse_version(&version)?).await?;
+    let mut found = find_version(&state.db, cp.id, parse_version(&version)?).await?;
+    strip_snapshot_secrets(&mut found.snapshot);
     Ok(Json(VersionDetail {
         version: view(&found),
         snapshot: found.snapshot,
@@ -127,26 +130,32 @@ fn snapshot_entities<E: Entity>(snapshot: &Value, version: i64) -> ApiResult<Vec
         .collect()
 }
 
-async fn insert_entities<E: Entity>(write: &ConfigWrite, items: Vec<(E, Value)>) -> ApiResult<()> {
-    let cp = &write.control_plane;
-    for (entity, data) in items {
-        entities::ActiveModel {
-            id: Set(entity.id()),
-            organization_id: Set(cp.organization_id),
-            control_plane_id: Set(cp.id),
-            kind: Set(E::KIND.to_string()),
-            name: Set(entity.name().map(str::to_string)),
-            parent_id: Set(entity.parent()),
-            data: Set(data),
-        }
-        .insert(&write.txn)
-        .await?;
-    }
-    Ok(())
+/// One kind's rows from a stored snapshot, ready to insert: sealed secrets stay as they were
+/// sealed, for this same control plane.
+fn restored_rows<E: Entity>(
+    cp: &crate::store::control_planes::Model,
+    snapshot: &Value,
+    version: i64,
+) -> ApiResult<Vec<(Uuid, entities::ActiveModel)>> {
+    Ok(snapshot_entities::<E>(snapshot, version)?
+        .into_iter()
+        .map(|(entity, data)| {
+            let row = entities::ActiveModel {
+                id: Set(entity.id()),
+                organization_id: Set(cp.organization_id),
+                control_plane_id: Set(cp.id),
+                kind: Set(E::KIND.to_string()),
+                name: Set(entity.name().map(str::to_string)),
+                parent_id: Set(entity.parent()),
+                data: Set(data),
+            };
+            (entity.id(), row)
+        })
+        .collect())
 }
 
-/// Restore a version: a new version whose services and routes are those of version
-/// `{version}`.
+/// Restore a version: a new version whose entities (services, routes, upstreams, targets,
+/// certificates, SNIs) are those of version `{version}`.
 ///
 /// Host names are not restored: they stay as they are now, because a name this control plane
 /// released since may be held by another control plane by now. With unchanged host names the
@@ -166,8 +175,18 @@ pub async fn restore(
     let write = ConfigWrite::begin(&state, &auth, &cp).await?;
     let cp_id = write.control_plane.id;
     let source = find_version(&write.txn, cp_id, parse_version(&version)?).await?;
-    let services: Vec<(Service, Value)> = snapshot_entities(&source.snapshot, source.version)?;
-    let routes: Vec<(Route, Value)> = snapshot_entities(&source.snapshot, source.version)?;
+    let snapshot = &source.snapshot;
+    let rows: Vec<(Uuid, entities::ActiveModel)> = [
+        restored_rows::<Service>(&write.control_plane, snapshot, source.version)?,
+        restored_rows::<Route>(&write.control_plane, snapshot, source.version)?,
+        restored_rows::<Upstream>(&write.control_plane, snapshot, source.version)?,
+        restored_rows::<Target>(&write.control_plane, snapshot, source.version)?,
+        restored_rows::<Certificate>(&write.control_plane, snapshot, source.version)?,
+        restored_rows::<Sni>(&write.control_plane, snapshot, source.version)?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
 
     entities::Entity::delete_many()
         .filter(entities::Column::ControlPlaneId.eq(cp_id))
@@ -175,11 +194,7 @@ pub async fn restore(
         .await?;
     // Entity ids are global and can be chosen on create, so one this control plane released
     // may have been taken elsewhere since; say so instead of failing on the primary key.
-    let ids: Vec<Uuid> = services
-        .iter()
-        .map(|(s, _)| s.id)
-        .chain(routes.iter().map(|(r, _)| r.id))
-        .collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
     if let Some(taken) = entities::Entity::find()
         .filter(entities::Column::Id.is_in(ids))
         .one(&write.txn)
@@ -193,8 +208,9 @@ pub async fn restore(
             ),
         ));
     }
-    insert_entities(&write, services).await?;
-    insert_entities(&write, routes).await?;
+    for (_, row) in rows {
+        row.insert(&write.txn).await?;
+    }
     let new_version = write
         .commit(
             &state,

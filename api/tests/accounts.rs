@@ -206,5 +206,33 @@ async fn openapi_document_lists_every_endpoint() {
     for method in ["get", "patch", "put", "delete"] {
         assert!(service_item.get(method).is_some(), "missing {method}");
     }
+    let cp = "/api/v1/control-planes/{cp}";
+    let item = ["get", "patch", "put", "delete"];
+    let collection = ["get", "post"];
+    for (path, methods) in [
+        ("upstreams", &collection[..]),
+        ("upstreams/{upstream}", &item[..]),
+        ("upstreams/{upstream}/health", &["get"][..]),
+        ("upstreams/{upstream}/targets", &collection[..]),
+        ("upstreams/{upstream}/targets/{target}", &item[..]),
+        ("certificates", &collection[..]),
+        ("certificates/{certificate}", &item[..]),
+        ("certificates/{certificate}/snis", &collection[..]),
+        ("snis", &collection[..]),
+        ("snis/{sni}", &item[..]),
+    ] {
+        let path = format!("{cp}/{path}");
+        for method in methods {
+            assert!(paths[&path][method].is_object(), "missing {method} {path}");
+        }
+    }
+    assert!(
+        !paths.contains_key(&format!("{cp}/targets")),
+        "Kong 3 has no top-level targets"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["Upstream", "Target", "Certificate", "Sni", "UpstreamHealth"] {
+        assert!(schemas[schema].is_object(), "missing schema {schema}");
+    }
     api.stop().await;
 }

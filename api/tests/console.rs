@@ -3,10 +3,14 @@
 
 mod common;
 
-use common::TestApi;
+use std::time::Duration;
+
+use common::{eventually, TestApi};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::json;
+use tollgate_model::{AppliedConfig, Heartbeat, TargetHealth, TargetHealthReport};
+use uuid::Uuid;
 
 struct Browser {
     http: reqwest::Client,
@@ -304,7 +308,14 @@ async fn another_tenants_pages_are_not_found_and_viewers_cannot_write() {
             ],
         )
         .await;
-    for tab in ["services", "routes", "nodes", "history"] {
+    for tab in [
+        "services",
+        "routes",
+        "upstreams",
+        "certificates",
+        "nodes",
+        "history",
+    ] {
         let (status, _, html) = stranger
             .get(&format!("/control-planes/{cp_id}/{tab}"))
             .await;
@@ -363,5 +374,258 @@ async fn another_tenants_pages_are_not_found_and_viewers_cannot_write() {
         0,
         "nothing was created"
     );
+    api.stop().await;
+}
+
+/// Signs up through the form and creates a control plane; returns its console path and a CSRF
+/// token of the session.
+async fn signed_up_with_plane(browser: &Browser, email: &str, plane: &str) -> (String, String) {
+    let (status, _, _) = browser
+        .post(
+            "/signup",
+            &[
+                ("email", email),
+                ("password", "a long password"),
+                ("organization", plane),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let csrf = browser.csrf("/").await;
+    let (status, location, _) = browser
+        .post("/control-planes", &[("csrf", &csrf), ("name", plane)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let services = location.split('?').next().unwrap();
+    (services.trim_end_matches("/services").to_string(), csrf)
+}
+
+#[tokio::test]
+async fn upstream_and_certificate_pages_work_without_javascript() {
+    let api = TestApi::start().await;
+    let browser = Browser::new(&api);
+    let (plane, csrf) = signed_up_with_plane(&browser, "lb@example.com", "lb").await;
+    let cp_id: Uuid = plane.rsplit('/').next().unwrap().parse().unwrap();
+
+    // Upstreams: create (errors beside the field), add targets, see the health edges report.
+    let upstreams = format!("{plane}/upstreams");
+    let (status, _, html) = browser.get(&upstreams).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No upstreams yet"), "{html}");
+    let (status, _, html) = browser
+        .post(&upstreams, &[("csrf", &csrf), ("name", "not a host")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("field-error"), "{html}");
+    let (status, location, _) = browser
+        .post(
+            &upstreams,
+            &[
+                ("csrf", &csrf),
+                ("name", "pool.internal"),
+                ("algorithm", "least-connections"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let upstream = location.split('?').next().unwrap().to_string();
+    let upstream_id: Uuid = upstream.rsplit('/').next().unwrap().parse().unwrap();
+    let targets = format!("{upstream}/targets");
+    let (status, _, html) = browser
+        .post(
+            &targets,
+            &[
+                ("csrf", &csrf),
+                ("target", "10.0.0.1:80"),
+                ("weight", "heavy"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("field-error") && html.contains("value=\"heavy\""),
+        "{html}"
+    );
+    let (status, _, _) = browser
+        .post(
+            &targets,
+            &[("csrf", &csrf), ("target", "10.0.0.1:80"), ("weight", "50")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, html) = browser
+        .post(&targets, &[("csrf", &csrf), ("target", "10.0.0.1")])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the default port makes another target: {html}"
+    );
+    let (status, _, html) = browser
+        .post(&targets, &[("csrf", &csrf), ("target", "10.0.0.1:80")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("already has a target"), "{html}");
+
+    let heartbeat = Heartbeat {
+        node_id: Uuid::now_v7(),
+        hostname: "edge-a".into(),
+        binary_version: "test".into(),
+        region: "default".into(),
+        sent_at: chrono::Utc::now().timestamp(),
+        control_planes: vec![AppliedConfig {
+            control_plane_id: cp_id,
+            version: 1,
+            hash: "sha256:test".into(),
+        }],
+        target_health: vec![TargetHealthReport {
+            control_plane_id: cp_id,
+            upstream_id,
+            target: "10.0.0.1:80".into(),
+            health: TargetHealth::Unhealthy,
+        }],
+    };
+    let html = eventually(
+        "the heartbeat on the page",
+        Duration::from_secs(10),
+        || async {
+            api.bus.publish_heartbeat(&heartbeat).await.ok()?;
+            let (_, _, html) = browser.get(&upstream).await;
+            html.contains("edge-a").then_some(html)
+        },
+    )
+    .await;
+    assert!(
+        html.contains("badge badge-bad") && html.contains("10.0.0.1:8000"),
+        "{html}"
+    );
+    let (_, _, html) = browser.get(&upstreams).await;
+    assert!(
+        html.contains("pool.internal") && html.contains("unhealthy"),
+        "{html}"
+    );
+
+    // Removing a target asks first; confirmed, it goes.
+    let target_id = html_target_id(&browser, &upstream, "10.0.0.1:8000").await;
+    let remove = format!("{targets}/{target_id}/delete");
+    let (status, _, html) = browser.post(&remove, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Remove this target?"), "{html}");
+    let (status, _, _) = browser
+        .post(&remove, &[("csrf", &csrf), ("confirmed", "yes")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&upstream).await;
+    assert!(!html.contains("10.0.0.1:8000"), "{html}");
+
+    // Certificates: a refused form does not echo the key; the page reads the leaf; SNIs.
+    let certificates = format!("{plane}/certificates");
+    let one = rcgen::generate_simple_self_signed(vec!["shop.example.com".into()]).unwrap();
+    let two = rcgen::generate_simple_self_signed(vec!["other.example.com".into()]).unwrap();
+    let (cert_pem, key_pem) = (one.cert.pem(), one.signing_key.serialize_pem());
+    let (status, _, html) = browser
+        .post(
+            &certificates,
+            &[
+                ("csrf", &csrf),
+                ("cert", &cert_pem),
+                ("key", &two.signing_key.serialize_pem()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("does not match the public key") && !html.contains("PRIVATE KEY"),
+        "{html}"
+    );
+    let (status, location, _) = browser
+        .post(
+            &certificates,
+            &[
+                ("csrf", &csrf),
+                ("cert", &cert_pem),
+                ("key", &key_pem),
+                ("tags", "shop"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let certificate = location.split('?').next().unwrap().to_string();
+    let (_, _, html) = browser.get(&location).await;
+    assert!(
+        html.contains("Certificate added")
+            && html.contains("CN=rcgen self signed cert")
+            && html.contains("shop.example.com")
+            && html.contains("days left"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("PRIVATE KEY") && !html.contains("tgsealed"),
+        "{html}"
+    );
+    let snis = format!("{certificate}/snis");
+    let (status, _, html) = browser
+        .post(&snis, &[("csrf", &csrf), ("name", "bad name")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("field-error"), "{html}");
+    let (status, _, _) = browser
+        .post(&snis, &[("csrf", &csrf), ("name", "Shop.Example.com")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&certificates).await;
+    assert!(
+        html.contains("shop.example.com") && !html.contains("PRIVATE KEY"),
+        "{html}"
+    );
+    let (status, _, html) = browser
+        .post(&format!("{certificate}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("Delete this certificate and its SNIs?"),
+        "{html}"
+    );
+    let (status, _, _) = browser
+        .post(
+            &format!("{certificate}/delete"),
+            &[("csrf", &csrf), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = browser.get(&certificates).await;
+    assert!(html.contains("No certificates yet"), "{html}");
+    api.stop().await;
+}
+
+/// The id in the remove form of `target` on an upstream's page.
+async fn html_target_id(browser: &Browser, upstream: &str, target: &str) -> String {
+    let (_, _, html) = browser.get(upstream).await;
+    let row = html
+        .split("<tr>")
+        .find(|row| row.contains(target))
+        .expect("the target's row");
+    let start = row.find("/targets/").expect("a remove form") + "/targets/".len();
+    row[start..start + 36].to_string()
+}
+
+#[tokio::test]
+async fn the_certificate_form_says_when_the_server_has_no_master_key() {
+    let api = TestApi::start_with_master_key(None).await;
+    let browser = Browser::new(&api);
+    let (plane, csrf) = signed_up_with_plane(&browser, "nokey@example.com", "nokey").await;
+    let pair = rcgen::generate_simple_self_signed(vec!["nokey.example.com".into()]).unwrap();
+    let (status, _, html) = browser
+        .post(
+            &format!("{plane}/certificates"),
+            &[
+                ("csrf", &csrf),
+                ("cert", &pair.cert.pem()),
+                ("key", &pair.signing_key.serialize_pem()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("TOLLGATE_MASTER_KEY"), "{html}");
     api.stop().await;
 }

@@ -24,6 +24,8 @@ use crate::state::AppState;
 use crate::store::organizations;
 
 pub fn routes() -> Router<AppState> {
+    use plane_pages::{certificate_pages, upstream_pages};
+
     Router::new()
         .route(
             "/login",
@@ -60,6 +62,46 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/control-planes/{cp}/routes/{route}/delete",
             post(plane_pages::delete_route),
+        )
+        .route(
+            "/control-planes/{cp}/upstreams",
+            get(upstream_pages::upstreams).post(upstream_pages::create_upstream),
+        )
+        .route(
+            "/control-planes/{cp}/upstreams/{upstream}",
+            get(upstream_pages::upstream),
+        )
+        .route(
+            "/control-planes/{cp}/upstreams/{upstream}/targets",
+            post(upstream_pages::add_target),
+        )
+        .route(
+            "/control-planes/{cp}/upstreams/{upstream}/targets/{target}/delete",
+            post(upstream_pages::delete_target),
+        )
+        .route(
+            "/control-planes/{cp}/upstreams/{upstream}/delete",
+            post(upstream_pages::delete_upstream),
+        )
+        .route(
+            "/control-planes/{cp}/certificates",
+            get(certificate_pages::certificates).post(certificate_pages::create_certificate),
+        )
+        .route(
+            "/control-planes/{cp}/certificates/{certificate}",
+            get(certificate_pages::certificate),
+        )
+        .route(
+            "/control-planes/{cp}/certificates/{certificate}/snis",
+            post(certificate_pages::add_sni),
+        )
+        .route(
+            "/control-planes/{cp}/certificates/{certificate}/snis/{sni}/delete",
+            post(certificate_pages::delete_sni),
+        )
+        .route(
+            "/control-planes/{cp}/certificates/{certificate}/delete",
+            post(certificate_pages::delete_certificate),
         )
         .route("/control-planes/{cp}/nodes", get(plane_pages::nodes))
         .route(
@@ -203,7 +245,9 @@ fn refused(fields: &Fields, error: ApiError) -> Result<FormState, ApiError> {
     let (errors, message) = match error {
         ApiError::Validation(v) => (v.fields, None),
         ApiError::Unique { fields, .. } | ApiError::Conflict { fields, .. } => (fields, None),
-        ApiError::Forbidden(m) | ApiError::BadRequest(m) => (BTreeMap::new(), Some(m)),
+        ApiError::Forbidden(m) | ApiError::BadRequest(m) | ApiError::Unavailable(m) => {
+            (BTreeMap::new(), Some(m))
+        }
         other => return Err(other),
     };
     let mut values = fields.clone();

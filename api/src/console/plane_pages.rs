@@ -1,5 +1,8 @@
 //! The overview and the control plane pages with their forms.
 
+pub mod certificate_pages;
+pub mod upstream_pages;
+
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
@@ -21,7 +24,9 @@ use super::{done, flash, or_page, refused, CheckedForm, ConsoleUser, Fields};
 use crate::config::find_control_plane;
 use crate::control_planes::{create_control_plane, view, CreateControlPlane};
 use crate::error::{ApiError, ApiResult};
-use crate::gateway::{all_of, create_entity, delete_entity, update_entity, upsert_entity};
+use crate::gateway::{
+    all_of, create_entity, delete_entity, strip_snapshot_secrets, update_entity, upsert_entity,
+};
 use crate::nodes::node_views;
 use crate::state::AppState;
 use crate::store::{config_versions, control_planes};
@@ -315,7 +320,7 @@ pub async fn create_service(
                 let html = render_services(&state, &user, &cp, &BTreeMap::new(), &form).await?;
                 return Ok((StatusCode::BAD_REQUEST, Html(html)).into_response());
             }
-            match create_entity::<Service>(&state, &user.auth, &cp, Value::Object(input), None)
+            match create_entity::<Service>(&state, &user.auth, &cp, None, Value::Object(input))
                 .await
             {
                 Ok((_, created)) => Ok(done(
@@ -560,7 +565,7 @@ pub async fn create_route(
         &state,
         async {
             let created = match route_input(&fields) {
-                Ok(input) => create_entity::<Route>(&state, &user.auth, &cp, input, None)
+                Ok(input) => create_entity::<Route>(&state, &user.auth, &cp, None, input)
                     .await
                     .map(|(_, r)| r.0),
                 Err(e) => Err(e),
@@ -694,7 +699,7 @@ pub async fn update_route(
             // The route must exist: PUT would otherwise create one under this id.
             render_route(&state, &user, &cp, &id, None, None).await?;
             let saved = match route_input(&fields) {
-                Ok(input) => upsert_entity::<Route>(&state, &user.auth, &cp, &id, input)
+                Ok(input) => upsert_entity::<Route>(&state, &user.auth, &cp, None, &id, input)
                     .await
                     .map(|r| r.0),
                 Err(e) => Err(e),
@@ -739,7 +744,7 @@ pub async fn delete_route(
             {
                 return Ok(question);
             }
-            delete_entity::<Route>(&state, &user.auth, &cp, &id).await?;
+            delete_entity::<Route>(&state, &user.auth, &cp, None, &id).await?;
             Ok(done(
                 &format!("/control-planes/{cp}/routes"),
                 "Route deleted.",
@@ -779,13 +784,18 @@ pub async fn nodes(
     )
 }
 
-/// The content of a snapshot as comparable lines.
+/// The content of a snapshot as comparable lines, without secret fields.
 fn snapshot_lines(snapshot: &Value) -> Vec<String> {
-    let content = json!({
+    let mut content = json!({
         "hostnames": snapshot.get("hostnames"),
         "services": snapshot.get("services"),
         "routes": snapshot.get("routes"),
+        "upstreams": snapshot.get("upstreams"),
+        "targets": snapshot.get("targets"),
+        "certificates": snapshot.get("certificates"),
+        "snis": snapshot.get("snis"),
     });
+    strip_snapshot_secrets(&mut content);
     serde_json::to_string_pretty(&content)
         .unwrap_or_default()
         .lines()
@@ -1035,8 +1045,15 @@ pub async fn update_service(
     or_page(
         &state,
         async {
-            match update_entity::<Service>(&state, &user.auth, &cp, &id, service_input(&fields))
-                .await
+            match update_entity::<Service>(
+                &state,
+                &user.auth,
+                &cp,
+                None,
+                &id,
+                service_input(&fields),
+            )
+            .await
             {
                 Ok(saved) => Ok(done(
                     &format!("/control-planes/{cp}/services/{}", saved.0.id),
@@ -1078,7 +1095,7 @@ pub async fn delete_service(
             {
                 return Ok(question);
             }
-            match delete_entity::<Service>(&state, &user.auth, &cp, &id).await {
+            match delete_entity::<Service>(&state, &user.auth, &cp, None, &id).await {
                 Ok(_) => Ok(done(
                     &format!("/control-planes/{cp}/services"),
                     "Service deleted.",

@@ -16,6 +16,9 @@ pub struct Model {
     pub config_hash: String,
     pub first_seen: DateTimeUtc,
     pub last_seen: DateTimeUtc,
+    /// `[{upstream_id, target, health}]`: what this node last reported for this control plane's
+    /// targets (`TargetHealthRow`s).
+    pub target_health: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tollgate_api::ephemeral::RedisStore;
 use tollgate_api::{ApiConfig, RunningApi};
 use tollgate_bus::{Bus, NatsBus};
+use tollgate_model::secret::MasterKey;
 use uuid::Uuid;
 
 mod support;
@@ -22,12 +23,19 @@ pub struct TestApi {
     pub bus: Arc<dyn Bus>,
     pub prefix: String,
     pub http: reqwest::Client,
+    /// The master key the server seals secrets with, if it has one.
+    pub master_key: Option<MasterKey>,
     running: Option<RunningApi>,
     db: TestDatabase,
 }
 
 impl TestApi {
+    /// A server with a fresh master key of its own.
     pub async fn start() -> TestApi {
+        TestApi::start_with_master_key(Some(MasterKey::generate().expect("master key"))).await
+    }
+
+    pub async fn start_with_master_key(master_key: Option<MasterKey>) -> TestApi {
         let db = TestDatabase::create().await;
         let conn = tollgate_api::store::connect(&db.url)
             .await
@@ -52,7 +60,7 @@ impl TestApi {
                 session_ttl: Duration::from_secs(3600),
                 secure_cookies: false,
                 console_dir: None,
-                master_key: None,
+                master_key: master_key.clone(),
             },
             conn,
             bus.clone(),
@@ -65,6 +73,7 @@ impl TestApi {
             bus,
             prefix,
             http: reqwest::Client::new(),
+            master_key,
             running: Some(running),
             db,
         }

@@ -1,4 +1,8 @@
-//! A control plane's page and its tabs: Services, Routes, Nodes, Config history.
+//! A control plane's page and its tabs: Services, Routes, Upstreams, Certificates, Nodes, Config
+//! history.
+
+pub mod certificates;
+pub mod upstreams;
 
 use leptos::prelude::*;
 
@@ -22,6 +26,8 @@ pub struct PlaneHeader {
 pub enum Tab {
     Services,
     Routes,
+    Upstreams,
+    Certificates,
     Nodes,
     History,
 }
@@ -31,6 +37,8 @@ impl Tab {
         match self {
             Tab::Services => "Services",
             Tab::Routes => "Routes",
+            Tab::Upstreams => "Upstreams",
+            Tab::Certificates => "Certificates",
             Tab::Nodes => "Nodes",
             Tab::History => "Config history",
         }
@@ -39,6 +47,8 @@ impl Tab {
         match self {
             Tab::Services => "services",
             Tab::Routes => "routes",
+            Tab::Upstreams => "upstreams",
+            Tab::Certificates => "certificates",
             Tab::Nodes => "nodes",
             Tab::History => "history",
         }
@@ -77,7 +87,14 @@ fn page(
     body: impl IntoView + 'static,
 ) -> String {
     let base = format!("/control-planes/{}", header.id);
-    let tabs = [Tab::Services, Tab::Routes, Tab::Nodes, Tab::History]
+    let tabs = [
+        Tab::Services,
+        Tab::Routes,
+        Tab::Upstreams,
+        Tab::Certificates,
+        Tab::Nodes,
+        Tab::History,
+    ]
         .into_iter()
         .map(|t| {
             let current = (t == tab).then_some("page");
