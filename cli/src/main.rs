@@ -188,6 +188,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The proxy allocates small, short-lived buffers per request; mimalloc's thread-local free lists
+/// cost a fraction of glibc malloc's (about 7% of the edge's CPU time in a profile under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -42,6 +42,8 @@ fn start_dev(
             "127.0.0.1:0",
             "--status-listen",
             "127.0.0.1:0",
+            "--proxy-tls-listen",
+            "127.0.0.1:0",
         ],
     );
     let console = addr_in(&dev.wait_for_line("console: http://", START));
@@ -72,9 +74,15 @@ async fn readme_tour_works_as_written() {
         std::fs::read_to_string(&dev.log).unwrap_or_default()
     );
     let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| **l == r#"{"status":"ok"}"#).count(),
+        2,
+        "the requests through the edge, direct and balanced: {stdout}"
+    );
     assert!(
-        lines.contains(&r#"{"status":"ok"}"#),
-        "the request through the edge: {stdout}"
+        stdout.contains(r#""target":"127.0.0.1:"#)
+            && stdout.contains(r#""algorithm":"round-robin""#),
+        "the upstream and its target: {stdout}"
     );
     assert!(
         stdout.contains(&format!(

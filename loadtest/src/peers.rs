@@ -24,8 +24,17 @@ pub struct Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // nginx's workers outlive a killed master: stop the whole tree.
+        let others: Vec<String> = process_tree(self.child.id())
+            .into_iter()
+            .skip(1)
+            .map(|pid| pid.to_string())
+            .collect();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !others.is_empty() {
+            let _ = Command::new("kill").arg("-9").args(&others).status();
+        }
     }
 }
 

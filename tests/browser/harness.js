@@ -121,6 +121,7 @@ export async function startTollgate(t, { args = [], timeout = 30_000 } = {}) {
   const child = spawn(TOLLGATE_BIN, [
     'dev', '--data-dir', path.join(dataDir, 'data'), '--api-listen', '127.0.0.1:0',
     '--proxy-listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0',
+    '--proxy-tls-listen', '127.0.0.1:0',
     '--console-dir', BUNDLE_DIR, ...args,
   ], {
     stdio: ['ignore', 'pipe', stderr],
