@@ -292,7 +292,10 @@ impl Bus for NatsBus {
             .await
             .map_err(|_| BusError::Unavailable(format!("fetching {name} timed out")))??;
         let Some(body) = body else { return Ok(None) };
-        serde_json::from_slice(&body)
+        // A large snapshot takes milliseconds to parse: not on a thread that serves requests.
+        tokio::task::spawn_blocking(move || serde_json::from_slice(&body))
+            .await
+            .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))?
             .map(Some)
             .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))
     }

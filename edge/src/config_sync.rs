@@ -180,7 +180,14 @@ impl ConfigSync {
                 snapshot.version
             ));
         }
-        if !snapshot.verify() {
+        // Hashing re-serializes the whole snapshot: off the request threads, like compiling.
+        let (snapshot, verified) = tokio::task::spawn_blocking(move || {
+            let verified = snapshot.verify();
+            (snapshot, verified)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if !verified {
             return Err("body does not match its hash".into());
         }
         Ok(snapshot)

@@ -429,7 +429,8 @@ fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
     let o = &bench.options;
     format!(
         "### {title}\n\n{what}\n\nRun {date}: {threads} worker thread(s) per peer, warm-up {w} s, then {r} runs of {d} s; the median run by requests/s is shown. \
-         Command: `loadtest/bench {scenario}`.\n\n",
+         Command: `loadtest/bench {scenario} --duration {d} --warmup {w} --rounds {r} --users {u} --threads {threads}`.\n\n",
+        u = o.users,
         date = chrono::Utc::now().format("%Y-%m-%d"),
         threads = o.threads,
         w = o.warmup.as_secs(),
