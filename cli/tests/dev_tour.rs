@@ -1,6 +1,6 @@
 //! The README's tour, run exactly as written against `tollgate dev` started as a user would,
-//! then what the tour promises beyond it: route changes reach the edge, and a restarted `dev`
-//! keeps its data.
+//! then what the tour promises beyond it: route changes reach the edge, a restarted `dev` keeps its
+//! data, and a certificate written through the API is served by the edge's TLS listener.
 
 mod common;
 
@@ -28,6 +28,20 @@ fn start_dev(
     dir: &std::path::Path,
     name: &str,
 ) -> (Process, std::net::SocketAddr, std::net::SocketAddr) {
+    let (dev, console, proxy, _) = start_dev_with_tls(dir, name);
+    (dev, console, proxy)
+}
+
+/// `tollgate dev` on free ports; the fourth address is its TLS listener.
+fn start_dev_with_tls(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    Process,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let data = dir.join("data");
     let mut dev = Process::spawn(
         name,
@@ -48,7 +62,9 @@ fn start_dev(
     );
     let console = addr_in(&dev.wait_for_line("console: http://", START));
     let proxy = addr_in(&dev.wait_for_line("proxy:   http://", START));
-    (dev, console, proxy)
+    let tls_line = dev.wait_for_line("tls:     https://", START);
+    let tls = addr_in(&tls_line.replacen("https://", "http://", 1));
+    (dev, console, proxy, tls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +180,111 @@ async fn readme_tour_works_as_written() {
         "/b served after restart",
         Duration::from_secs(10),
         || async { (through_proxy(proxy, "second.localhost", "/b").await.0 == 200).then_some(()) },
+    )
+    .await;
+}
+
+/// The master key `dev` keeps in its data dir seals the key in SQLite and opens it in the edge;
+/// the TLS listener then serves the certificate for its SNI, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_the_api_is_served_by_the_tls_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut dev, api, _, tls) = start_dev_with_tls(dir.path(), "dev-tls");
+    let mut client = Client::new(api);
+    client.sign_up("dev-tls").await;
+    let (_, cp) = client
+        .send(
+            Method::POST,
+            "/api/v1/control-planes",
+            Some(json!({"name": "secure"})),
+        )
+        .await;
+    let base = format!("/api/v1/control-planes/{}", cp["id"].as_str().expect("id"));
+    let name = "secure.localhost";
+    let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
+    let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    let (code, created) = client
+        .send(
+            Method::POST,
+            &format!("{base}/certificates"),
+            Some(json!({"cert": cert, "key": key})),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        created.get("key").is_none(),
+        "the key is never returned: {created}"
+    );
+    let certificate = created["id"].as_str().expect("id").to_string();
+    let (code, sni) = client
+        .send(
+            Method::POST,
+            &format!("{base}/certificates/{certificate}/snis"),
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert_eq!(code, 201, "{sni}");
+    let upstream = echo_upstream().await;
+    client
+        .send(
+            Method::POST,
+            &format!("{base}/services"),
+            Some(json!({"name": "echo", "url": format!("http://{upstream}")})),
+        )
+        .await;
+    let (code, route) = client
+        .send(
+            Method::POST,
+            &format!("{base}/routes"),
+            Some(json!({"paths": ["/s"], "protocols": ["https"], "service": {"name": "echo"}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{route}");
+
+    // Not in the database in plain text: the key's PEM body is nowhere in SQLite's file.
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let db = std::fs::read(dir.path().join("data/tollgate.db")).expect("sqlite file");
+    let db = String::from_utf8_lossy(&db);
+    assert!(
+        !db.contains(&key_body[..40]),
+        "the private key is stored in plain text"
+    );
+
+    // Only a client that trusts exactly this certificate gets through: the edge served it.
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).expect("pem"))
+        .tls_built_in_root_certs(false)
+        .resolve(name, tls)
+        .build()
+        .expect("client");
+    let url = format!("https://{name}:{}/s", tls.port());
+    let served = || async {
+        let response = https.get(&url).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    };
+    eventually(
+        "the certificate served for its SNI",
+        Duration::from_secs(10),
+        served,
+    )
+    .await;
+
+    dev.kill();
+    let (_dev, _, _, tls) = start_dev_with_tls(dir.path(), "dev-tls-restarted");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).expect("pem"))
+        .tls_built_in_root_certs(false)
+        .resolve(name, tls)
+        .build()
+        .expect("client");
+    let url = format!("https://{name}:{}/s", tls.port());
+    eventually(
+        "the certificate served after a restart (same master key)",
+        Duration::from_secs(10),
+        || async {
+            let response = https.get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
     )
     .await;
 }
