@@ -251,40 +251,32 @@ async fn a_certificate_from_the_api_is_served_by_the_tls_listener() {
     );
 
     // Only a client that trusts exactly this certificate gets through: the edge served it.
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).expect("pem"))
-        .tls_built_in_root_certs(false)
-        .resolve(name, tls)
-        .build()
-        .expect("client");
-    let url = format!("https://{name}:{}/s", tls.port());
-    let served = || async {
-        let response = https.get(&url).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    };
     eventually(
         "the certificate served for its SNI",
         Duration::from_secs(10),
-        served,
+        || served_over_tls(&cert, name, tls),
     )
     .await;
 
     dev.kill();
     let (_dev, _, _, tls) = start_dev_with_tls(dir.path(), "dev-tls-restarted");
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).expect("pem"))
-        .tls_built_in_root_certs(false)
-        .resolve(name, tls)
-        .build()
-        .expect("client");
-    let url = format!("https://{name}:{}/s", tls.port());
     eventually(
         "the certificate served after a restart (same master key)",
         Duration::from_secs(10),
-        || async {
-            let response = https.get(&url).send().await.ok()?;
-            (response.status() == 200).then_some(())
-        },
+        || served_over_tls(&cert, name, tls),
     )
     .await;
+}
+
+/// `GET https://{name}/s` at `tls`, trusting only `cert`: `Some` when it answers 200.
+async fn served_over_tls(cert: &str, name: &str, tls: std::net::SocketAddr) -> Option<()> {
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).ok()?)
+        .tls_built_in_root_certs(false)
+        .resolve(name, tls)
+        .build()
+        .ok()?;
+    let url = format!("https://{name}:{}/s", tls.port());
+    let response = https.get(&url).send().await.ok()?;
+    (response.status() == 200).then_some(())
 }

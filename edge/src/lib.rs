@@ -41,6 +41,7 @@ use crate::proxy::Proxy;
 use crate::served::{LoadedControlPlane, ServedConfig};
 use crate::state::EdgeState;
 use crate::tls::{TlsSetupError, TlsTerminator};
+pub use crate::upstream::NoCertificateCheck;
 use crate::upstream::Upstreams;
 
 /// How to run one edge.

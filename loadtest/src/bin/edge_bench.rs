@@ -439,47 +439,25 @@ fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
     )
 }
 
-async fn plain(bench: &Bench) -> anyhow::Result<String> {
-    let users = bench.options.users;
+/// The upstream called directly, then the edge, nginx and HAProxy (one `/` route each), all
+/// under `load` over HTTP/1.1.
+async fn four_peers(bench: &Bench, load: Load) -> anyhow::Result<Vec<Row>> {
     let (edge, _config) = bench.edge(1).await?;
     let nginx = bench.nginx(&["/".to_string()])?;
     let haproxy = bench.haproxy()?;
     let paths = vec!["/".to_string()];
-    let load = || Load::Closed { users };
-    let rows = vec![
-        measure(
-            bench,
-            "direct",
-            None,
-            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "Tollgate edge",
-            Some(&edge),
-            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "nginx",
-            Some(&nginx),
-            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "HAProxy",
-            Some(&haproxy),
-            &bench.target(haproxy.addr, Protocol::Http1, paths),
-            load(),
-        )
-        .await?,
-    ];
+    let direct = bench.target(bench.upstream.addr, Protocol::Http1, paths.clone());
+    let mut rows = vec![measure(bench, "direct", None, &direct, load).await?];
+    for peer in [&edge, &nginx, &haproxy] {
+        let target = bench.target(peer.addr, Protocol::Http1, paths.clone());
+        rows.push(measure(bench, peer.name, Some(peer), &target, load).await?);
+    }
+    Ok(rows)
+}
+
+async fn plain(bench: &Bench) -> anyhow::Result<String> {
+    let users = bench.options.users;
+    let rows = four_peers(bench, Load::Closed { users }).await?;
     Ok(header(
         bench,
         "Plain proxy, HTTP/1.1 keep-alive",
@@ -491,45 +469,7 @@ async fn plain(bench: &Bench) -> anyhow::Result<String> {
 }
 
 async fn latency(bench: &Bench) -> anyhow::Result<String> {
-    let (edge, _config) = bench.edge(1).await?;
-    let nginx = bench.nginx(&["/".to_string()])?;
-    let haproxy = bench.haproxy()?;
-    let paths = vec!["/".to_string()];
-    let one = || Load::Closed { users: 1 };
-    let rows = vec![
-        measure(
-            bench,
-            "direct",
-            None,
-            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
-            one(),
-        )
-        .await?,
-        measure(
-            bench,
-            "Tollgate edge",
-            Some(&edge),
-            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
-            one(),
-        )
-        .await?,
-        measure(
-            bench,
-            "nginx",
-            Some(&nginx),
-            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
-            one(),
-        )
-        .await?,
-        measure(
-            bench,
-            "HAProxy",
-            Some(&haproxy),
-            &bench.target(haproxy.addr, Protocol::Http1, paths),
-            one(),
-        )
-        .await?,
-    ];
+    let rows = four_peers(bench, Load::Closed { users: 1 }).await?;
     let direct = &rows[0].outcome;
     let mut added = String::from("\nAdded latency (peer minus direct, same percentile):\n\n| peer | p50 | p99 | p99.9 |\n|---|---|---|---|\n");
     for r in &rows[1..] {
@@ -553,48 +493,11 @@ async fn latency(bench: &Bench) -> anyhow::Result<String> {
 
 async fn fixed_rate(bench: &Bench) -> anyhow::Result<String> {
     let rate = bench.options.rate;
-    let (edge, _config) = bench.edge(1).await?;
-    let nginx = bench.nginx(&["/".to_string()])?;
-    let haproxy = bench.haproxy()?;
-    let paths = vec!["/".to_string()];
-    let load = || Load::Open {
+    let load = Load::Open {
         rate,
         connections: 64,
     };
-    let rows = vec![
-        measure(
-            bench,
-            "direct",
-            None,
-            &bench.target(bench.upstream.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "Tollgate edge",
-            Some(&edge),
-            &bench.target(edge.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "nginx",
-            Some(&nginx),
-            &bench.target(nginx.addr, Protocol::Http1, paths.clone()),
-            load(),
-        )
-        .await?,
-        measure(
-            bench,
-            "HAProxy",
-            Some(&haproxy),
-            &bench.target(haproxy.addr, Protocol::Http1, paths),
-            load(),
-        )
-        .await?,
-    ];
+    let rows = four_peers(bench, load).await?;
     Ok(header(
         bench,
         &format!("Fixed rate: {rate} requests/s"),
