@@ -196,11 +196,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: tokio's single-threaded scheduler, which skips the multi-threaded one's work
+    // stealing and cross-thread wake-ups (the work runs on this thread, as nginx's one worker).
+    let mut runtime = match cli.worker_threads {
+        Some(1) | Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(threads) = cli.worker_threads {
-        runtime.worker_threads(threads.max(1));
-    }
     let result = match runtime.build() {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {

@@ -55,6 +55,9 @@ async fn tour_route_changes_outages_and_last_known_good() {
     let edge_dir_arg = edge_dir.to_str().expect("utf-8 path").to_string();
     let edge_args = |nats_url: &str| -> Vec<String> {
         [
+            // One worker thread: the single-threaded runtime the benchmarks measure.
+            "--worker-threads",
+            "1",
             "edge",
             "--nats-url",
             nats_url,
