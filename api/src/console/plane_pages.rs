@@ -26,6 +26,7 @@ use crate::control_planes::{create_control_plane, view, CreateControlPlane};
 use crate::error::{ApiError, ApiResult};
 use crate::gateway::{
     all_of, create_entity, delete_entity, strip_snapshot_secrets, update_entity, upsert_entity,
+    Kind,
 };
 use crate::nodes::node_views;
 use crate::state::AppState;
@@ -83,6 +84,63 @@ async fn ask_first(
         user.bundle,
     );
     Ok(Some(Html(html).into_response()))
+}
+
+/// A destructive console form: what [`ask_first`] asks, and where the deletion leads.
+struct Deletion<'a> {
+    tab: Tab,
+    question: &'a str,
+    confirm_label: &'a str,
+    /// The entity's page: where cancelling goes, and where a refusal is explained.
+    page: String,
+    /// The form's own address, posted again once confirmed.
+    action: String,
+    /// Where a done deletion redirects, saying `message`.
+    after: String,
+    message: &'a str,
+}
+
+/// Asks first (see [`ask_first`]); once confirmed, deletes `id` of kind `E` (`parent` for nested
+/// paths). A deletion the API refuses — a service that routes use, a certificate a service uses —
+/// goes back to the entity's page with the API's reason.
+#[allow(clippy::too_many_arguments)]
+async fn delete_after_asking<E: Kind>(
+    state: &AppState,
+    user: &ConsoleUser,
+    cp: &str,
+    fields: &Fields,
+    parent: Option<&str>,
+    id: &str,
+    deletion: Deletion<'_>,
+) -> ApiResult<Response> {
+    if let Some(question) = ask_first(
+        state,
+        user,
+        cp,
+        fields,
+        deletion.tab,
+        deletion.question,
+        &deletion.action,
+        deletion.confirm_label,
+        &deletion.page,
+    )
+    .await?
+    {
+        return Ok(question);
+    }
+    match delete_entity::<E>(state, &user.auth, cp, parent, id).await {
+        Ok(_) => Ok(done(&deletion.after, deletion.message)),
+        Err(ApiError::Validation(v)) => {
+            let message = v.fields.into_values().collect::<Vec<_>>().join("; ");
+            Ok(Redirect::to(&format!(
+                "{}?error={}",
+                deletion.page,
+                tollgate_console::pages::auth::encode(&message)
+            ))
+            .into_response())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 // ---- overview -------------------------------------------------------------------------------
@@ -726,31 +784,19 @@ pub async fn delete_route(
     Path((cp, id)): Path<(String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/routes/{id}");
+    let deletion = Deletion {
+        tab: Tab::Routes,
+        question: "Delete this route?",
+        confirm_label: "Yes, delete",
+        action: format!("{page}/delete"),
+        after: format!("/control-planes/{cp}/routes"),
+        message: "Route deleted.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Routes,
-                "Delete this route?",
-                &format!("/control-planes/{cp}/routes/{id}/delete"),
-                "Yes, delete",
-                &format!("/control-planes/{cp}/routes/{id}"),
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            delete_entity::<Route>(&state, &user.auth, &cp, None, &id).await?;
-            Ok(done(
-                &format!("/control-planes/{cp}/routes"),
-                "Route deleted.",
-            ))
-        }
-        .await,
+        delete_after_asking::<Route>(&state, &user, &cp, &fields, None, &id, deletion).await,
     )
 }
 
@@ -1076,41 +1122,18 @@ pub async fn delete_service(
     Path((cp, id)): Path<(String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/services/{id}");
+    let deletion = Deletion {
+        tab: Tab::Services,
+        question: "Delete this service?",
+        confirm_label: "Yes, delete",
+        action: format!("{page}/delete"),
+        after: format!("/control-planes/{cp}/services"),
+        message: "Service deleted.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            let page = format!("/control-planes/{cp}/services/{id}");
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Services,
-                "Delete this service?",
-                &format!("{page}/delete"),
-                "Yes, delete",
-                &page,
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            match delete_entity::<Service>(&state, &user.auth, &cp, None, &id).await {
-                Ok(_) => Ok(done(
-                    &format!("/control-planes/{cp}/services"),
-                    "Service deleted.",
-                )),
-                Err(ApiError::Validation(v)) => {
-                    let message = v.fields.into_values().collect::<Vec<_>>().join("; ");
-                    Ok(Redirect::to(&format!(
-                        "{page}?error={}",
-                        tollgate_console::pages::auth::encode(&message)
-                    ))
-                    .into_response())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        .await,
+        delete_after_asking::<Service>(&state, &user, &cp, &fields, None, &id, deletion).await,
     )
 }

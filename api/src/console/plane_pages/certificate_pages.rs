@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use tollgate_console::forms::FormState;
@@ -20,10 +20,10 @@ use x509_cert::der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 
-use super::{ask_first, filter_page, header, split_list, QueryMap};
+use super::{delete_after_asking, filter_page, header, split_list, Deletion, QueryMap};
 use crate::console::{done, flash, or_page, refused, CheckedForm, ConsoleUser};
 use crate::error::{ApiError, ApiResult};
-use crate::gateway::{all_of, create_entity, delete_entity};
+use crate::gateway::{all_of, create_entity};
 use crate::state::AppState;
 
 /// Subject, DNS names and expiry of the leaf, for showing; a certificate the API accepted parses,
@@ -245,28 +245,27 @@ pub async fn delete_sni(
     Path((cp, id, sni)): Path<(String, String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/certificates/{id}");
+    let deletion = Deletion {
+        tab: Tab::Certificates,
+        question: "Remove this SNI?",
+        confirm_label: "Yes, remove",
+        action: format!("{page}/snis/{sni}/delete"),
+        after: page.clone(),
+        message: "SNI removed.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            let page = format!("/control-planes/{cp}/certificates/{id}");
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Certificates,
-                "Remove this SNI?",
-                &format!("{page}/snis/{sni}/delete"),
-                "Yes, remove",
-                &page,
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            delete_entity::<Sni>(&state, &user.auth, &cp, Some(&id), &sni).await?;
-            Ok(done(&page, "SNI removed."))
-        }
+        delete_after_asking::<Sni>(
+            &state,
+            &user,
+            &cp,
+            &fields,
+            Some(id.as_str()),
+            &sni,
+            deletion,
+        )
         .await,
     )
 }
@@ -277,42 +276,18 @@ pub async fn delete_certificate(
     Path((cp, id)): Path<(String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/certificates/{id}");
+    let deletion = Deletion {
+        tab: Tab::Certificates,
+        question: "Delete this certificate and its SNIs?",
+        confirm_label: "Yes, delete",
+        action: format!("{page}/delete"),
+        after: format!("/control-planes/{cp}/certificates"),
+        message: "Certificate deleted with its SNIs.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            let page = format!("/control-planes/{cp}/certificates/{id}");
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Certificates,
-                "Delete this certificate and its SNIs?",
-                &format!("{page}/delete"),
-                "Yes, delete",
-                &page,
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            match delete_entity::<Certificate>(&state, &user.auth, &cp, None, &id).await {
-                Ok(_) => Ok(done(
-                    &format!("/control-planes/{cp}/certificates"),
-                    "Certificate deleted with its SNIs.",
-                )),
-                // A service or upstream still uses it as its client certificate.
-                Err(ApiError::Validation(v)) => {
-                    let message = v.fields.into_values().collect::<Vec<_>>().join("; ");
-                    Ok(Redirect::to(&format!(
-                        "{page}?error={}",
-                        tollgate_console::pages::auth::encode(&message)
-                    ))
-                    .into_response())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        .await,
+        delete_after_asking::<Certificate>(&state, &user, &cp, &fields, None, &id, deletion).await,
     )
 }

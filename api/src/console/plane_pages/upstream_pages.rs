@@ -15,11 +15,11 @@ use tollgate_console::pages::control_plane::upstreams::{
 use tollgate_console::pages::control_plane::Tab;
 use tollgate_model::{Target, Upstream};
 
-use super::{ask_first, filter_page, header, split_list, QueryMap};
+use super::{delete_after_asking, filter_page, header, split_list, Deletion, QueryMap};
 use crate::console::{done, flash, or_page, refused, CheckedForm, ConsoleUser, Fields};
 use crate::error::{ApiError, ApiResult};
 use crate::gateway::health::{targets_of, OnlineReports, TargetHealthView};
-use crate::gateway::{all_of, create_entity, delete_entity};
+use crate::gateway::{all_of, create_entity};
 use crate::state::AppState;
 
 /// A serde enum's wire name (`HEALTHY`).
@@ -250,28 +250,27 @@ pub async fn delete_target(
     Path((cp, id, target)): Path<(String, String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/upstreams/{id}");
+    let deletion = Deletion {
+        tab: Tab::Upstreams,
+        question: "Remove this target?",
+        confirm_label: "Yes, remove",
+        action: format!("{page}/targets/{target}/delete"),
+        after: page.clone(),
+        message: "Target removed.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            let page = format!("/control-planes/{cp}/upstreams/{id}");
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Upstreams,
-                "Remove this target?",
-                &format!("{page}/targets/{target}/delete"),
-                "Yes, remove",
-                &page,
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            delete_entity::<Target>(&state, &user.auth, &cp, Some(&id), &target).await?;
-            Ok(done(&page, "Target removed."))
-        }
+        delete_after_asking::<Target>(
+            &state,
+            &user,
+            &cp,
+            &fields,
+            Some(id.as_str()),
+            &target,
+            deletion,
+        )
         .await,
     )
 }
@@ -282,31 +281,18 @@ pub async fn delete_upstream(
     Path((cp, id)): Path<(String, String)>,
     CheckedForm(fields): CheckedForm,
 ) -> Response {
+    let page = format!("/control-planes/{cp}/upstreams/{id}");
+    let deletion = Deletion {
+        tab: Tab::Upstreams,
+        question: "Delete this upstream and its targets?",
+        confirm_label: "Yes, delete",
+        action: format!("{page}/delete"),
+        after: format!("/control-planes/{cp}/upstreams"),
+        message: "Upstream deleted with its targets.",
+        page,
+    };
     or_page(
         &state,
-        async {
-            let page = format!("/control-planes/{cp}/upstreams/{id}");
-            if let Some(question) = ask_first(
-                &state,
-                &user,
-                &cp,
-                &fields,
-                Tab::Upstreams,
-                "Delete this upstream and its targets?",
-                &format!("{page}/delete"),
-                "Yes, delete",
-                &page,
-            )
-            .await?
-            {
-                return Ok(question);
-            }
-            delete_entity::<Upstream>(&state, &user.auth, &cp, None, &id).await?;
-            Ok(done(
-                &format!("/control-planes/{cp}/upstreams"),
-                "Upstream deleted with its targets.",
-            ))
-        }
-        .await,
+        delete_after_asking::<Upstream>(&state, &user, &cp, &fields, None, &id, deletion).await,
     )
 }
