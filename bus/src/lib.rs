@@ -1,11 +1,15 @@
 //! The transport between the control plane and edges: snapshot heads and bodies out, heartbeats
-//! back. [`NatsBus`] uses JetStream (a KV bucket of heads, an object store of bodies, a subject
-//! for heartbeats) for production; [`MemoryBus`] uses channels for `tollgate dev` and tests.
+//! and request logs back. [`NatsBus`] uses JetStream (a KV bucket of heads, an object store of
+//! bodies, a subject for heartbeats, a stream of log batches) for production; [`MemoryBus`] uses
+//! channels for `tollgate dev` and tests.
 
 mod memory;
 mod nats;
 
+use std::time::Duration;
+
 use futures::stream::BoxStream;
+use tollgate_model::request_log::LogBatch;
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
@@ -79,4 +83,47 @@ pub trait Bus: Send + Sync + 'static {
     async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError>;
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError>;
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError>;
+    /// Hands one batch of request logs on for storage. `Ok` means it is durable (JetStream
+    /// stored it) or, in dev, queued for the in-process ingester. Publishing a batch id again
+    /// within JetStream's duplicate window stores it once.
+    async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError>;
+    /// The ingester's side: log batches not yet acknowledged, oldest first. Queues opened with
+    /// the same `consumer` name share the work; a batch not acknowledged in time is delivered
+    /// again (the store drops batch ids it already has).
+    async fn log_queue(&self, consumer: &str) -> Result<Box<dyn LogQueue>, BusError>;
+}
+
+/// Where an ingester takes log batches from.
+#[async_trait::async_trait]
+pub trait LogQueue: Send {
+    /// Up to `max` batches, waiting at most `wait` for them; empty when none came. A message
+    /// that is not a batch is discarded here, with a warning.
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<LogDelivery>, BusError>;
+    /// Batches published and not yet handed to any ingester (the ingester's lag).
+    async fn pending(&mut self) -> Result<u64, BusError>;
+}
+
+/// One batch handed to an ingester. Acknowledge it only after it is stored.
+pub struct LogDelivery {
+    pub batch: LogBatch,
+    ack: Acknowledgement,
+}
+
+enum Acknowledgement {
+    Nats(async_nats::jetstream::Message),
+    /// The in-process channel has nothing to acknowledge: a batch leaves it when taken.
+    Nothing,
+}
+
+impl LogDelivery {
+    /// Tells the bus the batch is stored, so it is not delivered again.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        match &self.ack {
+            Acknowledgement::Nats(message) => message
+                .ack()
+                .await
+                .map_err(|e| BusError::Unavailable(format!("acknowledging a log batch: {e}"))),
+            Acknowledgement::Nothing => Ok(()),
+        }
+    }
 }

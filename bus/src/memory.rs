@@ -4,12 +4,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::stream::{self, BoxStream, StreamExt};
-use tokio::sync::broadcast;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tollgate_model::request_log::LogBatch;
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
-use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
+use crate::{Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue};
+
+/// Log batches waiting for the in-process ingester; a full channel makes the edge's shipper
+/// wait (it buffers and spools), never a request.
+const LOG_CHANNEL_BATCHES: usize = 256;
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -20,6 +27,10 @@ struct Inner {
     latest: Mutex<HashMap<Uuid, (SnapshotHead, Snapshot)>>,
     events: broadcast::Sender<ConfigEvent>,
     heartbeats: broadcast::Sender<Heartbeat>,
+    logs: mpsc::Sender<LogBatch>,
+    /// Shared by every queue opened: they split the batches between them, like a durable
+    /// consumer's subscribers.
+    log_receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<LogBatch>>>,
 }
 
 impl Default for MemoryBus {
@@ -30,11 +41,14 @@ impl Default for MemoryBus {
 
 impl MemoryBus {
     pub fn new() -> Self {
+        let (logs, log_receiver) = mpsc::channel(LOG_CHANNEL_BATCHES);
         MemoryBus {
             inner: Arc::new(Inner {
                 latest: Mutex::new(HashMap::new()),
                 events: broadcast::channel(1024).0,
                 heartbeats: broadcast::channel(1024).0,
+                logs,
+                log_receiver: Arc::new(tokio::sync::Mutex::new(log_receiver)),
             }),
         }
     }
@@ -138,5 +152,46 @@ impl Bus for MemoryBus {
         Ok(BroadcastStream::new(receiver)
             .filter_map(|item| async move { item.ok() })
             .boxed())
+    }
+
+    async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError> {
+        self.inner
+            .logs
+            .send(batch.clone())
+            .await
+            .map_err(|_| BusError::Unavailable("the log channel is closed".into()))
+    }
+
+    async fn log_queue(&self, _consumer: &str) -> Result<Box<dyn LogQueue>, BusError> {
+        Ok(Box::new(MemoryLogQueue {
+            receiver: self.inner.log_receiver.clone(),
+        }))
+    }
+}
+
+struct MemoryLogQueue {
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<LogBatch>>>,
+}
+
+#[async_trait::async_trait]
+impl LogQueue for MemoryLogQueue {
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<LogDelivery>, BusError> {
+        let mut receiver = self.receiver.lock().await;
+        let mut batches = Vec::new();
+        match tokio::time::timeout(wait, receiver.recv_many(&mut batches, max.max(1))).await {
+            Ok(0) => return Err(BusError::Unavailable("the log channel is closed".into())),
+            Ok(_) | Err(_) => {}
+        }
+        Ok(batches
+            .into_iter()
+            .map(|batch| LogDelivery {
+                batch,
+                ack: Acknowledgement::Nothing,
+            })
+            .collect())
+    }
+
+    async fn pending(&mut self) -> Result<u64, BusError> {
+        Ok(self.receiver.lock().await.len() as u64)
     }
 }

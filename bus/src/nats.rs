@@ -2,20 +2,30 @@
 //! `<region>.<control plane id>` (a late edge reads the latest from history); bodies live in the
 //! object store `<prefix>_snapshots` as `<control plane id>/<version>` (they outgrow one message,
 //! and one name per version means a slow publisher can never overwrite a newer body); heartbeats
-//! go to the core subject `<prefix>.heartbeats`. A prefix per deployment (or per test) keeps
-//! them apart. Heads move by compare-and-set, so API replicas racing cannot move one back.
+//! go to the core subject `<prefix>.heartbeats`; request log batches go to the stream
+//! `<prefix>_logs` on `<prefix>.logs.<node id>`, read by durable pull consumers. A prefix per
+//! deployment (or per test) keeps them apart. Heads move by compare-and-set, so API replicas
+//! racing cannot move one back.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, object_store};
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
+use tollgate_model::request_log::LogBatch;
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
-use crate::{Bus, BusError, ConfigEvent, ConfigFilter};
+use crate::{Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue};
+
+/// How long an ingester has to store a batch and acknowledge it before it is delivered again.
+const LOG_ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// How long undelivered log batches are kept: an ingester outage this long loses nothing.
+const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Longer than any healthy fetch of a snapshot body (tens of ms for MiBs) or listing of heads.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +41,7 @@ pub struct NatsBus {
     prefix: String,
     heads: OnceCell<kv::Store>,
     bodies: OnceCell<object_store::ObjectStore>,
+    logs: OnceCell<stream::Stream>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -65,6 +76,7 @@ impl NatsBus {
             prefix: prefix.to_string(),
             heads: OnceCell::new(),
             bodies: OnceCell::new(),
+            logs: OnceCell::new(),
         })
     }
 
@@ -99,6 +111,27 @@ impl NatsBus {
                     .create_object_store(object_store::Config {
                         bucket: bucket.clone(),
                         description: Some("Tollgate config snapshots".into()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(unavailable)
+            })
+            .await
+    }
+
+    async fn logs_stream(&self) -> Result<&stream::Stream, BusError> {
+        self.logs
+            .get_or_try_init(|| async {
+                self.jetstream
+                    .get_or_create_stream(stream::Config {
+                        name: format!("{}_logs", self.prefix),
+                        subjects: vec![format!("{}.logs.>", self.prefix)],
+                        description: Some("Tollgate request log batches".into()),
+                        max_age: LOG_RETENTION,
+                        // Re-publishing a batch (a retry after a lost ack, a spool replay) within
+                        // this window is stored once.
+                        duplicate_window: Duration::from_secs(120),
+                        storage: stream::StorageType::File,
                         ..Default::default()
                     })
                     .await
@@ -327,5 +360,85 @@ impl Bus for NatsBus {
                 }
             })
             .boxed())
+    }
+
+    async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError> {
+        self.logs_stream().await?;
+        let body = serde_json::to_vec(batch).map_err(|e| BusError::Decode(e.to_string()))?;
+        let ack = self
+            .jetstream
+            .send_publish(
+                format!("{}.logs.{}", self.prefix, batch.node_id),
+                jetstream::context::Publish::build()
+                    .payload(Bytes::from(body))
+                    .message_id(batch.id.to_string()),
+            )
+            .await
+            .map_err(unavailable)?;
+        ack.await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn log_queue(&self, consumer_name: &str) -> Result<Box<dyn LogQueue>, BusError> {
+        let stream = self.logs_stream().await?;
+        let consumer = stream
+            .get_or_create_consumer::<pull::Config>(
+                consumer_name,
+                pull::Config {
+                    durable_name: Some(consumer_name.to_string()),
+                    description: Some("Tollgate ingesters".into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: LOG_ACK_WAIT,
+                    // Every batch is retried until it is stored: nothing acknowledged is lost.
+                    max_deliver: -1,
+                    max_ack_pending: 50_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Box::new(NatsLogQueue { consumer }))
+    }
+}
+
+struct NatsLogQueue {
+    consumer: consumer::Consumer<pull::Config>,
+}
+
+#[async_trait::async_trait]
+impl LogQueue for NatsLogQueue {
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<LogDelivery>, BusError> {
+        let mut messages = self
+            .consumer
+            .fetch()
+            .max_messages(max.max(1))
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        let mut deliveries = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            match serde_json::from_slice::<LogBatch>(&message.payload) {
+                Ok(batch) => deliveries.push(LogDelivery {
+                    batch,
+                    ack: Acknowledgement::Nats(message),
+                }),
+                Err(e) => {
+                    // Redelivering it would fail the same way forever.
+                    tracing::warn!(subject = %message.subject, error = %e, "discarding a message on the log stream that is not a log batch");
+                    message
+                        .ack_with(jetstream::AckKind::Term)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn pending(&mut self) -> Result<u64, BusError> {
+        let info = self.consumer.info().await.map_err(unavailable)?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
     }
 }

@@ -7,6 +7,7 @@ pub mod certificate;
 pub mod entity;
 pub mod error;
 pub mod hostname;
+pub mod request_log;
 pub mod route;
 pub mod secret;
 pub mod service;
