@@ -60,3 +60,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// Requests and bytes per day of `month` and per control plane (names left empty).
     async fn usage(&self, organization: Uuid, month: Month) -> Result<Usage, StoreError>;
 }
+
+impl std::fmt::Debug for dyn AnalyticsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnalyticsStore")
+    }
+}

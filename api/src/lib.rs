@@ -58,6 +58,9 @@ pub struct ApiConfig {
     pub console_dir: Option<std::path::PathBuf>,
     /// Seals private keys at rest; without it, certificates cannot be written.
     pub master_key: Option<tollgate_model::secret::MasterKey>,
+    /// Where request logs are queried (ClickHouse in production, SQLite in dev); without it
+    /// the analytics and usage endpoints answer 503.
+    pub analytics: Option<Arc<dyn tollgate_analytics::AnalyticsStore>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +296,7 @@ pub async fn start(
             secure_cookies: config.secure_cookies,
             master_key: config.master_key.clone(),
         }),
+        analytics: config.analytics.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

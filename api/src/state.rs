@@ -16,6 +16,8 @@ pub struct AppState {
     pub ephemeral: Arc<dyn EphemeralStore>,
     pub publisher: Publisher,
     pub settings: Arc<Settings>,
+    /// Request logs and usage; `None` when the server was started without an analytics store.
+    pub analytics: Option<Arc<dyn tollgate_analytics::AnalyticsStore>>,
 }
 
 /// Settings that shape responses, taken from the server's configuration.

@@ -729,6 +729,7 @@ async fn members_invitations_and_restore_work_on_sqlite() {
             secure_cookies: true,
             console_dir: None,
             master_key: None,
+            analytics: None,
         },
         db,
         Arc::new(tollgate_bus::MemoryBus::new()),

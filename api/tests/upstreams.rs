@@ -662,6 +662,7 @@ async fn upstreams_certificates_and_health_work_on_sqlite() {
             secure_cookies: false,
             console_dir: None,
             master_key: Some(tollgate_model::secret::MasterKey::generate().unwrap()),
+            analytics: None,
         },
         db,
         bus.clone(),

@@ -295,6 +295,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
                 .console_dir
                 .or_else(tollgate_api::assets::source_tree_dir),
             master_key: Some(master_key),
+            analytics: None,
         },
         db,
         bus,
@@ -376,6 +377,7 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(parse_master_key)
                 .transpose()?,
+            analytics: None,
         },
         db,
         bus,

@@ -61,6 +61,7 @@ impl TestApi {
                 secure_cookies: false,
                 console_dir: None,
                 master_key: master_key.clone(),
+                analytics: None,
             },
             conn,
             bus.clone(),

@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
             secure_cookies: false,
             console_dir: None,
             master_key: None,
+            analytics: None,
         },
         db,
         Arc::new(MemoryBus::new()),
