@@ -13,7 +13,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::Notify;
-use tollgate_bus::{Bus, BusError, ConfigEvent, ConfigFilter, MemoryBus};
+use tollgate_bus::{Bus, BusError, ConfigEvent, ConfigFilter, LogQueue, MemoryBus};
+use tollgate_model::request_log::LogBatch;
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
@@ -405,6 +406,12 @@ impl Bus for DownBus {
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError> {
         Err(BusError::Unavailable("down".into()))
     }
+    async fn publish_logs(&self, _: &LogBatch) -> Result<(), BusError> {
+        Err(BusError::Unavailable("down".into()))
+    }
+    async fn log_queue(&self, _: &str) -> Result<Box<dyn LogQueue>, BusError> {
+        Err(BusError::Unavailable("down".into()))
+    }
 }
 
 /// A `MemoryBus` whose first fetches return an older body than the head announces.
@@ -446,5 +453,11 @@ impl Bus for StaleBus {
     }
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError> {
         self.inner.heartbeats().await
+    }
+    async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError> {
+        self.inner.publish_logs(batch).await
+    }
+    async fn log_queue(&self, consumer: &str) -> Result<Box<dyn LogQueue>, BusError> {
+        self.inner.log_queue(consumer).await
     }
 }
