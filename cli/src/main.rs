@@ -173,6 +173,19 @@ struct EdgeArgs {
     /// How often to report to the control plane, e.g. `10s`.
     #[arg(long, env = "TOLLGATE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// Log every answered request and ship the logs on the bus: `on` or `off`.
+    #[arg(long, env = "TOLLGATE_REQUEST_LOGS", default_value = "on", value_parser = ["on", "off"])]
+    request_logs: String,
+    /// Most request log lines in one published batch.
+    #[arg(long, env = "TOLLGATE_LOG_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    log_batch_size: u32,
+    /// Longest a request log line waits before its batch is published, e.g. `1s`.
+    #[arg(long, env = "TOLLGATE_LOG_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    log_flush_interval: Duration,
+    /// Most bytes of request logs kept in `<data dir>/log-spool` while NATS is unreachable;
+    /// beyond it the oldest batches are dropped (and counted).
+    #[arg(long, env = "TOLLGATE_LOG_SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    log_spool_max_bytes: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -277,6 +290,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             control_plane: None,
             heartbeat_interval: Duration::from_secs(5),
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig::default(),
         },
         bus.clone(),
     )
@@ -412,6 +426,12 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             control_plane: args.control_plane,
             heartbeat_interval: args.heartbeat_interval,
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig {
+                enabled: args.request_logs == "on",
+                batch_size: args.log_batch_size as usize,
+                flush_interval: args.log_flush_interval,
+                spool_max_bytes: args.log_spool_max_bytes,
+            },
         },
         bus,
     )
