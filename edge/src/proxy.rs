@@ -195,6 +195,7 @@ impl Proxy {
             Routed::Matched(matched) => matched,
             Routed::WrongScheme(route) => {
                 tracing::Span::current().record("route", display(route.id));
+                labels.route = Some(route.id);
                 let query = parts
                     .uri
                     .query()
