@@ -436,6 +436,21 @@ pub fn batches(tenant: &Tenant, start: DateTime<Utc>, n: usize, per_batch: usize
         .collect()
 }
 
+/// Now, to the millisecond (what a log keeps).
+pub fn now_ms() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("a valid time")
+}
+
+/// Fails on the first log that differs, without printing thousands.
+pub fn assert_same_logs(mut got: Vec<RequestLog>, mut want: Vec<RequestLog>) {
+    got.sort_by_key(|l| l.id);
+    want.sort_by_key(|l| l.id);
+    assert_eq!(got.len(), want.len(), "number of logs");
+    for (got, want) in got.iter().zip(&want) {
+        assert_eq!(got, want);
+    }
+}
+
 pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
         .single()
