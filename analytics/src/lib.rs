@@ -3,6 +3,9 @@
 //! moves log batches from the bus into a store, and usage metering.
 
 pub mod query;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
 
 use tollgate_model::request_log::{LogBatch, RequestLog};
 use uuid::Uuid;
