@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests talk to are running on this machine: Postgres (trust auth
-# for local TCP), Redis and NATS with JetStream, all from Debian's packages; and that the
+# for local TCP), Redis, NATS with JetStream and ClickHouse, all from Debian's packages; and that the
 # browser tests have Chromium and Node.js (Debian's too) and their npm packages. Idempotent: a
 # service that already answers is left alone. Exits non-zero when one cannot be had.
 set -euo pipefail
@@ -75,6 +75,30 @@ ensure_nats() {
   log "nats ok"
 }
 
+http_answers() { curl -sf --max-time 2 "$1" >/dev/null 2>&1; }
+
+ensure_clickhouse() {
+  # The outage tests run a private clickhouse-server of their own, so the binary must be here too.
+  if ! command -v clickhouse-server >/dev/null && [ ! -x /usr/sbin/clickhouse-server ]; then
+    apt_install clickhouse-server clickhouse-client
+  fi
+  local ping='http://127.0.0.1:8123/?query=SELECT%201'
+  if ! http_answers "$ping"; then
+    # The package's start script is blocked in containers: start the server directly.
+    mkdir -p /var/lib/clickhouse /var/log/clickhouse-server
+    setsid clickhouse-server --config-file=/etc/clickhouse-server/config.xml >/dev/null 2>&1 &
+    for _ in $(seq 1 150); do
+      http_answers "$ping" && break
+      sleep 0.2
+    done
+    if ! http_answers "$ping"; then
+      log "ClickHouse did not answer on http://127.0.0.1:8123 (see /var/log/clickhouse-server/)"
+      return 1
+    fi
+  fi
+  log "clickhouse ok"
+}
+
 ensure_chromium() {
   # Debian's build: a test tool's own browser download cannot reach its servers from here.
   [ -x /usr/bin/chromium ] || apt_install chromium
@@ -108,6 +132,7 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_redis
 ensure_nats
+ensure_clickhouse
 ensure_chromium
 ensure_node
 ensure_browser_tests

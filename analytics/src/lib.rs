@@ -2,6 +2,8 @@
 //! its ClickHouse (production) and SQLite (`tollgate dev`) implementations, the ingester that
 //! moves log batches from the bus into a store, and usage metering.
 
+pub mod clickhouse;
+pub mod ingest;
 pub mod query;
 pub mod sqlite;
 

@@ -126,4 +126,17 @@ impl LogDelivery {
             Acknowledgement::Nothing => Ok(()),
         }
     }
+
+    /// Tells the bus the batch is still being stored (an insert waiting out a store outage),
+    /// which restarts its acknowledgement deadline so it is not handed to another ingester
+    /// meanwhile.
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        match &self.ack {
+            Acknowledgement::Nats(message) => message
+                .ack_with(async_nats::jetstream::AckKind::Progress)
+                .await
+                .map_err(|e| BusError::Unavailable(format!("extending a log batch's lease: {e}"))),
+            Acknowledgement::Nothing => Ok(()),
+        }
+    }
 }

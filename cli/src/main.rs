@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tollgate_analytics::clickhouse::{ClickHouseStore, ClickHouseUrl};
+use tollgate_analytics::ingest::{self, IngestConfig, IngestMetrics};
+use tollgate_analytics::AnalyticsStore;
 use tollgate_api::ephemeral::{EphemeralStore, MemoryStore, RedisStore};
 use tollgate_api::ApiConfig;
 use tollgate_bus::{Bus, MemoryBus, NatsBus};
@@ -47,6 +50,8 @@ enum Command {
     Api(ApiArgs),
     /// Run an edge proxy that takes its config from NATS.
     Edge(EdgeArgs),
+    /// Move request logs from NATS JetStream into ClickHouse.
+    Ingest(IngestArgs),
 }
 
 #[derive(Args)]
@@ -82,10 +87,14 @@ struct DevArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["database_url", "clickhouse_url"])))]
 struct MigrateArgs {
     /// `postgres://user@host/db` or `sqlite://path?mode=rwc`.
     #[arg(long, env = "TOLLGATE_DATABASE_URL")]
-    database_url: String,
+    database_url: Option<String>,
+    /// The analytics database, `http://host:8123/database` (created when missing).
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -133,6 +142,32 @@ struct ApiArgs {
     /// terminate TLS need the same key. Without it, certificates cannot be created.
     #[arg(long, env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
+    /// The analytics database, `http://host:8123/database`, for the traffic and usage
+    /// endpoints; without it they answer 503.
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, env = "TOLLGATE_NATS_URL")]
+    nats_url: String,
+    /// The analytics database, `http://host:8123/database` (migrated by `tollgate migrate`).
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
+    clickhouse_url: String,
+    /// Prefix of the NATS streams and subjects (as given to the edges).
+    #[arg(long, env = "TOLLGATE_NATS_PREFIX", default_value = "tollgate")]
+    nats_prefix: String,
+    /// Name of the durable JetStream consumer; ingesters with the same name share the work.
+    #[arg(long, env = "TOLLGATE_INGEST_CONSUMER", default_value = "ingest")]
+    consumer: String,
+    /// Address of `/metrics` (Prometheus) and `/status`.
+    #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8101")]
+    status_listen: SocketAddr,
+    /// Most log batches stored by one insert.
+    #[arg(long, env = "TOLLGATE_INGEST_MAX_BATCHES", default_value_t = 500)]
+    max_batches: usize,
 }
 
 #[derive(Args)]
@@ -173,6 +208,19 @@ struct EdgeArgs {
     /// How often to report to the control plane, e.g. `10s`.
     #[arg(long, env = "TOLLGATE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// Log every answered request and ship the logs on the bus: `on` or `off`.
+    #[arg(long, env = "TOLLGATE_REQUEST_LOGS", default_value = "on", value_parser = ["on", "off"])]
+    request_logs: String,
+    /// Most request log lines in one published batch.
+    #[arg(long, env = "TOLLGATE_LOG_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    log_batch_size: u32,
+    /// Longest a request log line waits before its batch is published, e.g. `1s`.
+    #[arg(long, env = "TOLLGATE_LOG_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    log_flush_interval: Duration,
+    /// Most bytes of request logs kept in `<data dir>/log-spool` while NATS is unreachable;
+    /// beyond it the oldest batches are dropped (and counted).
+    #[arg(long, env = "TOLLGATE_LOG_SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    log_spool_max_bytes: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -215,6 +263,7 @@ fn main() {
                 Command::Migrate(args) => migrate(args).await,
                 Command::Api(args) => api(args).await,
                 Command::Edge(args) => edge(args).await,
+                Command::Ingest(args) => ingest(args).await,
             }
         }),
         Err(e) => Err(anyhow::anyhow!("starting the runtime: {e}")),
@@ -277,6 +326,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             control_plane: None,
             heartbeat_interval: Duration::from_secs(5),
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig::default(),
         },
         bus.clone(),
     )
@@ -329,7 +379,30 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let db = tollgate_api::store::connect(&args.database_url)
+    if let Some(url) = &args.database_url {
+        migrate_database(url).await?;
+    }
+    if let Some(url) = &args.clickhouse_url {
+        let url = ClickHouseUrl::parse(url)?;
+        let applied = tollgate_analytics::clickhouse::schema::migrate(&url)
+            .await
+            .context("migrating ClickHouse")?;
+        if applied.is_empty() {
+            println!("ClickHouse database {} is up to date", url.database);
+        } else {
+            println!(
+                "applied {} ClickHouse migration(s) to {}: {}",
+                applied.len(),
+                url.database,
+                applied.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn migrate_database(database_url: &str) -> anyhow::Result<()> {
+    let db = tollgate_api::store::connect(database_url)
         .await
         .context("connecting to the database")?;
     let pending = tollgate_api::store::pending_migrations(&db).await?;
@@ -377,7 +450,13 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(parse_master_key)
                 .transpose()?,
-            analytics: None,
+            analytics: args
+                .clickhouse_url
+                .as_deref()
+                .map(|url| -> anyhow::Result<Arc<dyn AnalyticsStore>> {
+                    Ok(Arc::new(ClickHouseStore::new(&ClickHouseUrl::parse(url)?)))
+                })
+                .transpose()?,
         },
         db,
         bus,
@@ -412,6 +491,12 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             control_plane: args.control_plane,
             heartbeat_interval: args.heartbeat_interval,
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig {
+                enabled: args.request_logs == "on",
+                batch_size: args.log_batch_size as usize,
+                flush_interval: args.log_flush_interval,
+                spool_max_bytes: args.log_spool_max_bytes,
+            },
         },
         bus,
     )
@@ -423,6 +508,55 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     edge.shutdown().await;
+    Ok(())
+}
+
+async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let url = ClickHouseUrl::parse(&args.clickhouse_url)?;
+    let store: Arc<dyn AnalyticsStore> = Arc::new(ClickHouseStore::new(&url));
+    let bus = NatsBus::connect(&args.nats_url, &args.nats_prefix)
+        .await
+        .context("connecting to NATS")?;
+    // The stream and consumer are made on first use: retried until NATS answers, so an
+    // ingester can start before it.
+    let queue = loop {
+        match bus.log_queue(&args.consumer).await {
+            Ok(queue) => break queue,
+            Err(e) => {
+                tracing::warn!(error = %e, "opening the log stream; retrying");
+                tokio::select! {
+                    _ = shutdown_signal() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let metrics = Arc::new(IngestMetrics::new());
+    let status = ingest::StatusServer::start(args.status_listen, metrics.clone())
+        .await
+        .with_context(|| format!("listening on {}", args.status_listen))?;
+    println!(
+        "ingesting {}_logs (consumer {}) into {} at {}; metrics on http://{}/metrics",
+        args.nats_prefix, args.consumer, url.database, url.server, status.addr
+    );
+    let summary = ingest::run(
+        queue,
+        store,
+        IngestConfig {
+            max_batches: args.max_batches.max(1),
+            ..IngestConfig::default()
+        },
+        metrics,
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!(
+        rows = summary.rows,
+        batches = summary.batches,
+        duplicates = summary.duplicate_batches,
+        "ingester stopped"
+    );
+    status.shutdown();
     Ok(())
 }
 

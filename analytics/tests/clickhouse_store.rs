@@ -1,0 +1,513 @@
+//! The ClickHouse store against a real server: what goes in comes out in every query, per
+//! tenant and never across tenants, and a batch stored twice counts once.
+
+mod common;
+
+use chrono::Duration;
+use common::*;
+use tollgate_analytics::clickhouse::schema;
+use tollgate_analytics::query::{
+    Bucket, Dimension, Filters, Month, SeriesQuery, TimeRange, TopQuery,
+};
+use tollgate_analytics::{AnalyticsStore, Inserted};
+use tollgate_model::request_log::{AiUsage, RequestLog};
+use uuid::Uuid;
+
+fn range(from: chrono::DateTime<chrono::Utc>, hours: i64) -> TimeRange {
+    TimeRange {
+        from,
+        to: from + Duration::hours(hours),
+    }
+}
+
+#[tokio::test]
+async fn migrating_again_applies_nothing() {
+    let db = TestDb::new().await;
+    assert!(schema::migrate(&db.url).await.unwrap().is_empty());
+    assert!(schema::pending(&db.url).await.unwrap().is_empty());
+    assert_eq!(
+        db.number("SELECT count() FROM schema_migrations").await,
+        schema::MIGRATIONS.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn each_tenant_sees_exactly_its_own_traffic() {
+    let db = TestDb::new().await;
+    let store = db.store.clone();
+    let a = Tenant::new();
+    let b = Tenant::new();
+    let ten = at(2026, 1, 15, 10, 0, 0);
+
+    // Tenant A: 10 OKs at 10:00 on route R1; 5 unmatched 404s at 10:01 (no service, route or
+    // consumer); 2 503s at 11:30 that never reached an upstream; 4 OKs the next day on a
+    // second control plane.
+    let oks: Vec<RequestLog> = (0..10)
+        .map(|n| a.log(ten + Duration::seconds(n), n as u64))
+        .collect();
+    let not_found: Vec<RequestLog> = (0..5)
+        .map(|n| RequestLog {
+            status: 404,
+            service_id: None,
+            route_id: None,
+            consumer_id: None,
+            latency_upstream_us: None,
+            ..a.log(
+                ten + Duration::minutes(1) + Duration::seconds(n),
+                100 + n as u64,
+            )
+        })
+        .collect();
+    let failures: Vec<RequestLog> = (0..2)
+        .map(|n| RequestLog {
+            status: 503,
+            latency_upstream_us: None,
+            ..a.log(
+                ten + Duration::minutes(90) + Duration::milliseconds(n),
+                200 + n as u64,
+            )
+        })
+        .collect();
+    let second_cp = Uuid::now_v7();
+    let next_day: Vec<RequestLog> = (0..4)
+        .map(|n| RequestLog {
+            control_plane_id: second_cp,
+            ai: AiUsage {
+                provider: Some("openai".into()),
+                model: Some("gpt-4o".into()),
+                prompt_tokens: 10,
+                completion_tokens: 20,
+                cost_micros: 1234,
+            },
+            ..a.log(
+                ten + Duration::days(1) + Duration::milliseconds(n * 7),
+                300 + n as u64,
+            )
+        })
+        .collect();
+    // Tenant B: 7 OKs in the same minute and region as A's.
+    let b_logs: Vec<RequestLog> = (0..7)
+        .map(|n| b.log(ten + Duration::seconds(n), n as u64))
+        .collect();
+
+    let a_batches = vec![
+        batch(oks.clone()),
+        batch(not_found.clone()),
+        batch(failures.clone()),
+        batch(next_day.clone()),
+    ];
+    let b_batches = vec![batch(b_logs.clone())];
+    let all: Vec<_> = a_batches.iter().chain(&b_batches).cloned().collect();
+
+    assert_eq!(
+        store.insert(&all).await.unwrap(),
+        Inserted {
+            rows: 28,
+            duplicate_batches: 0
+        }
+    );
+    // A redelivery of everything stores nothing; nor does one batch given twice in one call.
+    assert_eq!(
+        store.insert(&all).await.unwrap(),
+        Inserted {
+            rows: 0,
+            duplicate_batches: 5
+        }
+    );
+    let fresh = batch(vec![a.log(ten + Duration::hours(2), 999)]);
+    assert_eq!(
+        store.insert(&[fresh.clone(), fresh.clone()]).await.unwrap(),
+        Inserted {
+            rows: 1,
+            duplicate_batches: 1
+        }
+    );
+    assert_eq!(db.number("SELECT count() FROM request_logs").await, 29);
+    let a_total = 22u64;
+
+    // Totals over both days.
+    let two_days = range(at(2026, 1, 15, 0, 0, 0), 48);
+    let totals = store
+        .totals(a.organization, &two_days, &Filters::default())
+        .await
+        .unwrap();
+    assert_eq!(totals.requests, a_total);
+    assert_eq!(totals.errors_4xx, 5);
+    assert_eq!(totals.errors_5xx, 2);
+    assert_eq!(totals.bytes_in, 10 * a_total);
+    let a_logs: Vec<&RequestLog> = a_batches
+        .iter()
+        .flat_map(|b| &b.logs)
+        .chain(&fresh.logs)
+        .collect();
+    assert_eq!(
+        totals.bytes_out,
+        a_logs.iter().map(|l| l.bytes_out).sum::<u64>()
+    );
+    // Total latencies run from 1.000 to 1.999 ms, most near 1.0; the t-digest's quantiles stay
+    // within what went in.
+    let p = totals.latency_ms.total;
+    assert!(p.p50 >= 1.0 && p.p50 <= 1.31 && p.p99 <= 2.0, "{p:?}");
+    assert!(totals.latency_ms.upstream.p50 >= 0.8, "{totals:?}");
+    assert_eq!(totals.latency_ms.edge.p50, 0.2);
+
+    // Hourly series on the first day: 15 at 10:00, 2 at 11:00, 1 at 12:00.
+    let day_one = SeriesQuery {
+        range: range(at(2026, 1, 15, 0, 0, 0), 24),
+        bucket: Bucket::Hour,
+        filters: Filters::default(),
+        group_by: None,
+    };
+    let points = store.series(a.organization, &day_one).await.unwrap();
+    let shape: Vec<_> = points
+        .iter()
+        .map(|p| (p.time, p.group.clone(), p.totals.requests))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (ten, None, 15),
+            (ten + Duration::hours(1), None, 2),
+            (ten + Duration::hours(2), None, 1)
+        ]
+    );
+    assert_eq!(points[1].totals.errors_5xx, 2);
+    // No upstream latency at 11:00 (both 503s failed before one): zeros, not NaN.
+    assert_eq!(points[1].totals.latency_ms.upstream.p99, 0.0);
+
+    // Per minute, grouped by route: R1 and "none" at 10:00 and 10:01.
+    let by_route = SeriesQuery {
+        range: range(ten, 1),
+        bucket: Bucket::Minute,
+        group_by: Some(Dimension::Route),
+        ..day_one.clone()
+    };
+    let points = store.series(a.organization, &by_route).await.unwrap();
+    let shape: Vec<_> = points
+        .iter()
+        .map(|p| (p.time, p.group.clone(), p.totals.requests))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (ten, Some(a.route.to_string()), 10),
+            (ten + Duration::minutes(1), None, 5)
+        ]
+    );
+
+    // Daily buckets grouped by control plane.
+    let by_cp = SeriesQuery {
+        range: two_days,
+        bucket: Bucket::Day,
+        group_by: Some(Dimension::ControlPlane),
+        ..day_one.clone()
+    };
+    let points = store.series(a.organization, &by_cp).await.unwrap();
+    let shape: Vec<_> = points
+        .iter()
+        .map(|p| (p.time, p.group.clone(), p.totals.requests))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (
+                at(2026, 1, 15, 0, 0, 0),
+                Some(a.control_plane.to_string()),
+                18
+            ),
+            (at(2026, 1, 16, 0, 0, 0), Some(second_cp.to_string()), 4)
+        ]
+    );
+
+    // Top statuses and routes.
+    let top = |by| TopQuery {
+        range: two_days,
+        filters: Filters::default(),
+        by,
+        limit: 10,
+    };
+    let statuses = store
+        .top(a.organization, &top(Dimension::Status))
+        .await
+        .unwrap();
+    let shape: Vec<_> = statuses
+        .iter()
+        .map(|r| (r.key.clone(), r.totals.requests))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (Some("200".to_string()), 15),
+            (Some("404".to_string()), 5),
+            (Some("503".to_string()), 2)
+        ]
+    );
+    let routes = store
+        .top(
+            a.organization,
+            &TopQuery {
+                limit: 1,
+                ..top(Dimension::Route)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].key, Some(a.route.to_string()));
+    assert_eq!(routes[0].totals.requests, 17);
+
+    // Filters are ANDed.
+    let filtered = store
+        .totals(
+            a.organization,
+            &two_days,
+            &Filters {
+                control_plane: Some(a.control_plane),
+                status: Some(200),
+                region: Some("eu-west".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(filtered.requests, 11);
+
+    // Recent: newest first, every field as it went in.
+    let recent = store
+        .recent(a.organization, &two_days, &Filters::default(), 5)
+        .await
+        .unwrap();
+    let mut expected = next_day.clone();
+    expected.reverse();
+    assert_eq!(&recent[..4], &expected[..]);
+    assert_eq!(recent[4], fresh.logs[0]);
+    let unmatched = store
+        .recent(
+            a.organization,
+            &two_days,
+            &Filters {
+                status: Some(404),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    let mut expected = not_found.clone();
+    expected.reverse();
+    assert_eq!(unmatched, expected);
+    // Ranges are exact to the millisecond on raw rows.
+    let one_ms = store
+        .recent(
+            a.organization,
+            &TimeRange {
+                from: failures[1].time,
+                to: failures[1].time + Duration::milliseconds(1),
+            },
+            &Filters::default(),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(one_ms, vec![failures[1].clone()]);
+
+    // Usage: every day of a past month, per control plane.
+    let january = Month {
+        year: 2026,
+        month: 1,
+    };
+    let usage = store.usage(a.organization, january).await.unwrap();
+    assert_eq!(usage.month, "2026-01");
+    assert_eq!(usage.requests, a_total);
+    assert_eq!(usage.bytes_in, 10 * a_total);
+    assert_eq!(usage.days.len(), 31);
+    assert_eq!(usage.days[14].requests, 18);
+    assert_eq!(usage.days[15].requests, 4);
+    assert_eq!(usage.days[16].requests, 0);
+    let cps: Vec<_> = usage
+        .control_planes
+        .iter()
+        .map(|c| (c.id, c.requests))
+        .collect();
+    assert_eq!(cps, vec![(a.control_plane, 18), (second_cp, 4)]);
+
+    // Tenant B sees its 7 and nothing of A's, whatever it filters on.
+    let b_totals = store
+        .totals(b.organization, &two_days, &Filters::default())
+        .await
+        .unwrap();
+    assert_eq!(b_totals.requests, 7);
+    assert_eq!(
+        store.usage(b.organization, january).await.unwrap().requests,
+        7
+    );
+    let b_recent = store
+        .recent(b.organization, &two_days, &Filters::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(b_recent.len(), 7);
+    assert!(b_recent.iter().all(|l| l.organization_id == b.organization));
+    let a_filters = [
+        Filters {
+            control_plane: Some(a.control_plane),
+            ..Default::default()
+        },
+        Filters {
+            control_plane: Some(second_cp),
+            ..Default::default()
+        },
+        Filters {
+            service: Some(a.service),
+            ..Default::default()
+        },
+        Filters {
+            route: Some(a.route),
+            ..Default::default()
+        },
+        Filters {
+            consumer: Some(a.consumer),
+            ..Default::default()
+        },
+        Filters {
+            node: Some(a.node),
+            ..Default::default()
+        },
+        Filters {
+            status: Some(404),
+            ..Default::default()
+        },
+        Filters {
+            region: Some("x' OR 1=1 OR region = '".into()),
+            ..Default::default()
+        },
+    ];
+    for filters in &a_filters {
+        let totals = store
+            .totals(b.organization, &two_days, filters)
+            .await
+            .unwrap();
+        assert_eq!(totals.requests, 0, "{filters:?}");
+        let recent = store
+            .recent(b.organization, &two_days, filters, 1000)
+            .await
+            .unwrap();
+        assert!(recent.is_empty(), "{filters:?}");
+        for by in Dimension::ALL {
+            let top = store
+                .top(
+                    b.organization,
+                    &TopQuery {
+                        range: two_days,
+                        filters: filters.clone(),
+                        by,
+                        limit: 100,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(top.is_empty(), "{filters:?} {by:?}");
+            let series = store
+                .series(
+                    b.organization,
+                    &SeriesQuery {
+                        range: two_days,
+                        bucket: Bucket::Hour,
+                        filters: filters.clone(),
+                        group_by: Some(by),
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(series.is_empty(), "{filters:?} {by:?}");
+        }
+    }
+    // The shared region filter keeps B to its own rows too.
+    let shared_region = Filters {
+        region: Some("eu-west".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .totals(b.organization, &two_days, &shared_region)
+            .await
+            .unwrap()
+            .requests,
+        7
+    );
+    // And an organization with no traffic sees nothing at all.
+    let nobody = Uuid::now_v7();
+    assert_eq!(
+        store
+            .totals(nobody, &two_days, &Filters::default())
+            .await
+            .unwrap()
+            .requests,
+        0
+    );
+}
+
+#[tokio::test]
+async fn strings_with_quotes_and_question_marks_are_stored_and_matched_literally() {
+    let db = TestDb::new().await;
+    let t = Tenant::new();
+    let time = at(2026, 2, 1, 0, 0, 0);
+    let odd = "we?ird\\'re\"gion\n";
+    let log = RequestLog {
+        region: odd.into(),
+        path: "/a?b='c'\\".into(),
+        ..t.log(time, 1)
+    };
+    db.store.insert(&[batch(vec![log.clone()])]).await.unwrap();
+    let filters = Filters {
+        region: Some(odd.into()),
+        ..Default::default()
+    };
+    let day = range(time, 24);
+    let recent = db
+        .store
+        .recent(t.organization, &day, &filters, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent, vec![log]);
+    let top = db
+        .store
+        .top(
+            t.organization,
+            &TopQuery {
+                range: day,
+                filters,
+                by: Dimension::Region,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].key.as_deref(), Some(odd));
+}
+
+#[tokio::test]
+async fn invalid_queries_are_refused() {
+    let db = TestDb::new().await;
+    let t = Tenant::new();
+    let backwards = TimeRange {
+        from: at(2026, 1, 2, 0, 0, 0),
+        to: at(2026, 1, 1, 0, 0, 0),
+    };
+    assert!(db
+        .store
+        .totals(t.organization, &backwards, &Filters::default())
+        .await
+        .is_err());
+    let too_many_points = SeriesQuery {
+        range: range(at(2026, 1, 1, 0, 0, 0), 24 * 30),
+        bucket: Bucket::Minute,
+        filters: Filters::default(),
+        group_by: None,
+    };
+    assert!(db
+        .store
+        .series(t.organization, &too_many_points)
+        .await
+        .is_err());
+}

@@ -1,0 +1,313 @@
+//! The ingester with the real pieces: log batches on JetStream (the shared NATS, a prefix per
+//! test), the ingester loop, ClickHouse. N logs in, exactly N rows out, also when ClickHouse is
+//! stopped during the load and when an ingester dies between insert and acknowledgement.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::sync::{oneshot, Notify};
+use tollgate_analytics::ingest::{self, IngestConfig, IngestMetrics, IngestSummary};
+use tollgate_analytics::query::{Filters, Month, TimeRange};
+use tollgate_analytics::{AnalyticsStore, Inserted, StoreError};
+use tollgate_bus::{Bus, NatsBus};
+use tollgate_model::request_log::{LogBatch, RequestLog};
+use uuid::Uuid;
+
+const CONSUMER: &str = "ingest";
+
+fn test_config() -> IngestConfig {
+    IngestConfig {
+        max_batches: 50,
+        wait: Duration::from_millis(200),
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        // Inside the test consumer's 3 s acknowledgement deadline.
+        lease_refresh: Duration::from_millis(500),
+        lag_interval: Duration::from_millis(200),
+    }
+}
+
+/// An ingester running in a task, stopped by [`Ingester::stop`] (gracefully) or by dropping
+/// its handle's task (a crash).
+struct Ingester {
+    metrics: Arc<IngestMetrics>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<IngestSummary>,
+}
+
+async fn start_ingester(prefix: &str, store: Arc<dyn AnalyticsStore>) -> Ingester {
+    let bus = NatsBus::connect(NATS, prefix).await.expect("bus");
+    let queue = bus.log_queue(CONSUMER).await.expect("queue");
+    let metrics = Arc::new(IngestMetrics::new());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(ingest::run(
+        queue,
+        store,
+        test_config(),
+        metrics.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ingester {
+        metrics,
+        stop,
+        task,
+    }
+}
+
+impl Ingester {
+    async fn stop(self) -> IngestSummary {
+        let _ = self.stop.send(());
+        self.task.await.expect("ingester task")
+    }
+}
+
+async fn publish_all(bus: &NatsBus, batches: &[LogBatch]) {
+    for batch in batches {
+        bus.publish_logs(batch).await.expect("publish");
+    }
+}
+
+async fn rows_of(db: &TestDb, organization: Uuid) -> Option<u64> {
+    db.try_number(&format!(
+        "SELECT count() FROM request_logs WHERE organization_id = toUUID('{organization}')"
+    ))
+    .await
+}
+
+/// Waits until the tenant has `n` rows, then checks it stays at `n` with every log id once.
+async fn expect_exactly(db: &TestDb, organization: Uuid, n: u64) {
+    eventually(
+        &format!("{n} rows for {organization}"),
+        Duration::from_secs(60),
+        || async {
+            let rows = rows_of(db, organization).await?;
+            assert!(
+                rows <= n,
+                "{rows} rows for {organization}, more than the {n} sent"
+            );
+            (rows == n).then_some(())
+        },
+    )
+    .await;
+    let distinct = db
+        .number(&format!(
+            "SELECT uniqExact(id) FROM request_logs WHERE organization_id = toUUID('{organization}')"
+        ))
+        .await;
+    assert_eq!(distinct, n, "every log stored once");
+    let rollup = db
+        .number(&format!(
+            "SELECT countMerge(requests) FROM requests_1m WHERE organization_id = toUUID('{organization}')"
+        ))
+        .await;
+    assert_eq!(rollup, n, "the minute rollup counts each log once");
+}
+
+#[tokio::test]
+async fn every_published_log_becomes_exactly_one_row_with_its_fields() {
+    let db = TestDb::new().await;
+    let nats = NatsPrefix::new(CONSUMER).await;
+    let ingester = start_ingester(&nats.prefix, db.store.clone()).await;
+    // TODO(edgelog): once the edge emits logs (branch `edgelog`), this test sends real
+    // requests through `tollgate_edge::start` on a NatsBus with this prefix instead of
+    // publishing batches itself; everything after the publishing stays as it is.
+    let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
+    let a = Tenant::new();
+    let b = Tenant::new();
+    let start = now_ms() - chrono::Duration::minutes(5);
+    let a_batches = batches(&a, start, 40, 50);
+    let b_batches = batches(&b, start, 10, 30);
+    // Interleaved, as a shared edge publishes them.
+    for (i, batch) in a_batches.iter().enumerate() {
+        publish_all(&bus, std::slice::from_ref(batch)).await;
+        if let Some(b) = b_batches.get(i) {
+            publish_all(&bus, std::slice::from_ref(b)).await;
+        }
+    }
+    expect_exactly(&db, a.organization, 2000).await;
+    expect_exactly(&db, b.organization, 300).await;
+
+    // The fields come back as published, through the store's own query.
+    let range = TimeRange {
+        from: start - chrono::Duration::minutes(1),
+        to: now_ms() + chrono::Duration::minutes(1),
+    };
+    let stored = db
+        .store
+        .recent(a.organization, &range, &Filters::default(), 10_000)
+        .await
+        .unwrap();
+    let sent: Vec<RequestLog> = a_batches.iter().flat_map(|b| b.logs.clone()).collect();
+    assert_same_logs(stored, sent);
+    let usage = db
+        .store
+        .usage(b.organization, Month::of(start))
+        .await
+        .unwrap();
+    assert_eq!(usage.requests, 300);
+
+    eventually(
+        "the lag gauge to reach 0",
+        Duration::from_secs(10),
+        || async { (ingester.metrics.lag.get() == 0).then_some(()) },
+    )
+    .await;
+    let metrics = ingester.metrics.render();
+    assert!(
+        metrics.contains("tollgate_ingest_rows_total 2300"),
+        "{metrics}"
+    );
+    let summary = ingester.stop().await;
+    assert_eq!(
+        summary,
+        IngestSummary {
+            rows: 2300,
+            batches: 50,
+            duplicate_batches: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_clickhouse_outage_delays_logs_and_loses_or_doubles_none() {
+    let mut clickhouse = PrivateClickHouse::start().await;
+    let db = TestDb::on(&clickhouse.server).await;
+    let nats = NatsPrefix::new(CONSUMER).await;
+    let ingester = start_ingester(&nats.prefix, db.store.clone()).await;
+    let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
+    let t = Tenant::new();
+    let all = batches(&t, now_ms(), 90, 40);
+
+    // A third before the outage, stored.
+    publish_all(&bus, &all[..30]).await;
+    expect_exactly(&db, t.organization, 1200).await;
+
+    // A third while ClickHouse is down: the ingester fails, retries and holds its batches
+    // longer than the bus's acknowledgement deadline (3 s here).
+    clickhouse.stop().await;
+    publish_all(&bus, &all[30..60]).await;
+    eventually(
+        "failed inserts while ClickHouse is down",
+        Duration::from_secs(30),
+        || async { (ingester.metrics.insert_errors.get() >= 3).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(TEST_ACK_WAIT + Duration::from_secs(1)).await;
+
+    // The rest after it is back.
+    clickhouse.run().await;
+    publish_all(&bus, &all[60..]).await;
+    expect_exactly(&db, t.organization, 3600).await;
+    let batches_stored = db
+        .number(&format!(
+            "SELECT uniqExact(batch_id) FROM request_logs WHERE organization_id = toUUID('{}')",
+            t.organization
+        ))
+        .await;
+    assert_eq!(batches_stored, 90);
+    let summary = ingester.stop().await;
+    assert_eq!(summary.rows, 3600);
+}
+
+/// A store that stores, then never answers: the ingester is stuck between its insert and its
+/// acknowledgements, where the test kills it.
+struct HangsAfterInsert {
+    inner: Arc<dyn AnalyticsStore>,
+    inserted: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl AnalyticsStore for HangsAfterInsert {
+    async fn insert(&self, batches: &[LogBatch]) -> Result<Inserted, StoreError> {
+        self.inner.insert(batches).await?;
+        self.inserted.notify_one();
+        std::future::pending().await
+    }
+    async fn series(
+        &self,
+        organization: Uuid,
+        query: &tollgate_analytics::query::SeriesQuery,
+    ) -> Result<Vec<tollgate_analytics::query::Point>, StoreError> {
+        self.inner.series(organization, query).await
+    }
+    async fn top(
+        &self,
+        organization: Uuid,
+        query: &tollgate_analytics::query::TopQuery,
+    ) -> Result<Vec<tollgate_analytics::query::TopRow>, StoreError> {
+        self.inner.top(organization, query).await
+    }
+    async fn totals(
+        &self,
+        organization: Uuid,
+        range: &TimeRange,
+        filters: &Filters,
+    ) -> Result<tollgate_analytics::query::Totals, StoreError> {
+        self.inner.totals(organization, range, filters).await
+    }
+    async fn recent(
+        &self,
+        organization: Uuid,
+        range: &TimeRange,
+        filters: &Filters,
+        limit: u32,
+    ) -> Result<Vec<RequestLog>, StoreError> {
+        self.inner.recent(organization, range, filters, limit).await
+    }
+    async fn usage(
+        &self,
+        organization: Uuid,
+        month: Month,
+    ) -> Result<tollgate_analytics::query::Usage, StoreError> {
+        self.inner.usage(organization, month).await
+    }
+}
+
+#[tokio::test]
+async fn an_ingester_killed_between_insert_and_ack_leaves_exact_counts() {
+    let db = TestDb::new().await;
+    let nats = NatsPrefix::new(CONSUMER).await;
+    let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
+    let t = Tenant::new();
+    let all = batches(&t, now_ms(), 30, 20);
+    publish_all(&bus, &all[..20]).await;
+
+    let inserted = Arc::new(Notify::new());
+    let doomed = start_ingester(
+        &nats.prefix,
+        Arc::new(HangsAfterInsert {
+            inner: db.store.clone(),
+            inserted: inserted.clone(),
+        }),
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), inserted.notified())
+        .await
+        .expect("the first insert");
+    // Killed with its batches stored and not acknowledged.
+    doomed.task.abort();
+    let stored_before = rows_of(&db, t.organization).await.unwrap_or(0);
+    assert!(
+        stored_before > 0,
+        "the doomed ingester stored its first batches"
+    );
+
+    // A new ingester gets those batches again once their deadline passes, skips them, and
+    // stores the rest, including batches published after the crash.
+    let survivor = start_ingester(&nats.prefix, db.store.clone()).await;
+    publish_all(&bus, &all[20..]).await;
+    expect_exactly(&db, t.organization, 600).await;
+    eventually(
+        "the redelivered batches to be skipped",
+        Duration::from_secs(30),
+        || async { (survivor.metrics.duplicate_batches.get() > 0).then_some(()) },
+    )
+    .await;
+    let summary = survivor.stop().await;
+    assert_eq!(summary.rows + stored_before, 600);
+}
