@@ -189,10 +189,12 @@ pub struct Line {
     pub values: Vec<f64>,
 }
 
-// The drawing area, in viewBox units; the SVG scales to its container's width.
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 64.0;
+// The drawing area, in viewBox units. The SVG keeps this aspect ratio and scales to its
+// container's width, so text scales evenly; about the width of a half-page column, so 11-unit
+// labels stay near 11 px.
+const WIDTH: f64 = 480.0;
+const HEIGHT: f64 = 200.0;
+const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;
@@ -208,7 +210,7 @@ fn plot_height() -> f64 {
 fn open_svg(out: &mut String, title: &str, description: &str) {
     let _ = write!(
         out,
-        r#"<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}" preserveAspectRatio="none"><title>{t}</title><desc>{d}</desc>"#,
+        r#"<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}"><title>{t}</title><desc>{d}</desc>"#,
         t = escape(title),
         d = escape(description),
     );
@@ -277,8 +279,8 @@ pub fn line_chart(title: &str, axis: &TimeAxis, lines: &[Line], unit: Unit, area
         x2 = WIDTH - RIGHT,
         y0 = TOP + plot_height(),
     );
-    // About six time labels, whatever the number of buckets.
-    let every = axis.count.div_ceil(6).max(1);
+    // About five time labels, whatever the number of buckets.
+    let every = axis.count.div_ceil(5).max(1);
     for i in (0..axis.count).step_by(every) {
         let _ = write!(
             svg,
@@ -373,7 +375,7 @@ pub fn bar_chart(title: &str, bars: &[Bar], unit: Unit) -> String {
     let mut svg = String::new();
     open_svg(&mut svg, title, &format!("{title}: {} bars", bars.len()));
     value_axis(&mut svg, top, step, unit);
-    let every = bars.len().div_ceil(16).max(1);
+    let every = bars.len().div_ceil(12).max(1);
     for (i, bar) in bars.iter().enumerate() {
         let height = plot_height() * (bar.value / top).clamp(0.0, 1.0);
         let cx = LEFT + slot * (i as f64 + 0.5);
