@@ -38,6 +38,8 @@ async function reloadUntil(page, path, expected, what) {
   let seen;
   await waitFor(`${what}: ${expected} requests on the dashboard`, async () => {
     await page.goto(path);
+    // Until the store answers, the page may say that analytics are unavailable instead.
+    if (await page.locator('[data-stat="requests"]').count() === 0) return false;
     seen = await stat(page, 'requests');
     return seen === expected;
   }, { timeout: 30_000, interval: 500 }).catch((e) => {
