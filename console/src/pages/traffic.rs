@@ -254,8 +254,8 @@ fn picker(page: &TrafficPage) -> impl IntoView {
                 <select id="f-range" name="range">{presets}</select>
                 {field_error(page, "range")}
             </div>
-            {input(page, "from", "From (UTC)", "datetime-local", &page.range.from, "")}
-            {input(page, "to", "To (UTC)", "datetime-local", &page.range.to, "")}
+            {input(page, "from", "From (UTC, custom)", "datetime-local", &page.range.from, "")}
+            {input(page, "to", "To (UTC, custom)", "datetime-local", &page.range.to, "")}
             {control_plane}
             {select(page, "service", "Service", &f.service, "All services", &f.services)}
             {select(page, "route", "Route", &f.route, "All routes", &f.routes)}
