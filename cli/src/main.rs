@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tollgate_analytics::clickhouse::{ClickHouseStore, ClickHouseUrl};
 use tollgate_analytics::ingest::{self, IngestConfig, IngestMetrics};
+use tollgate_analytics::sqlite::SqliteStore;
 use tollgate_analytics::AnalyticsStore;
 use tollgate_api::ephemeral::{EphemeralStore, MemoryStore, RedisStore};
 use tollgate_api::ApiConfig;
@@ -332,6 +333,27 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the edge")?;
+    // The edge's request logs go through the in-process channel to an ingester writing SQLite.
+    let analytics_path = args.data_dir.join("analytics.db");
+    let analytics: Arc<dyn AnalyticsStore> = Arc::new(
+        SqliteStore::open(&analytics_path)
+            .await
+            .with_context(|| format!("opening {}", analytics_path.display()))?,
+    );
+    let (stop_ingest, ingest_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ingester = tokio::spawn(ingest::run(
+        bus.log_queue("dev").await?,
+        analytics.clone(),
+        IngestConfig {
+            // Dev traffic is light: store it as soon as it comes.
+            wait: Duration::from_millis(100),
+            ..IngestConfig::default()
+        },
+        Arc::new(IngestMetrics::new()),
+        async {
+            let _ = ingest_stopped.await;
+        },
+    ));
     let proxy_public_url = format!("http://localhost:{}", edge.proxy_addr.port());
     let ephemeral: Arc<dyn EphemeralStore> = Arc::new(MemoryStore::default());
     let api = tollgate_api::start(
@@ -345,10 +367,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
                 .console_dir
                 .or_else(tollgate_api::assets::source_tree_dir),
             master_key: Some(master_key),
-            analytics: None,
+            analytics: Some(analytics.clone()),
         },
         db,
-        bus,
+        bus.clone(),
         ephemeral,
     )
     .await
@@ -374,8 +396,29 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     api.shutdown().await;
+    // The edge hands its last logs to the channel as it stops; they are stored before exit.
     edge.shutdown().await;
+    let _ = stop_ingest.send(());
+    let _ = ingester.await;
+    store_remaining_logs(bus.as_ref(), analytics.as_ref()).await;
     Ok(())
+}
+
+/// In dev the channel is the only copy of logs not stored yet: drain it into the store.
+async fn store_remaining_logs(bus: &dyn Bus, store: &dyn AnalyticsStore) {
+    let Ok(mut queue) = bus.log_queue("dev").await else {
+        return;
+    };
+    while let Ok(deliveries) = queue.next(500, Duration::from_millis(50)).await {
+        if deliveries.is_empty() {
+            break;
+        }
+        let batches: Vec<_> = deliveries.into_iter().map(|d| d.batch).collect();
+        if let Err(e) = store.insert(&batches).await {
+            tracing::warn!(error = %e, "storing the last request logs");
+            break;
+        }
+    }
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
