@@ -17,6 +17,8 @@ use crate::metrics::LogMetrics;
 /// Longer than any healthy JetStream ack of a batch (milliseconds); what makes an unreachable
 /// bus a failure rather than a wait.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A publish not acknowledged by then is treated as the bus being in trouble.
+const SLOW_PUBLISH: Duration = Duration::from_millis(500);
 /// Between replay attempts while the bus keeps failing.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -35,7 +37,22 @@ pub async fn run(
             let Some(batch) = outbox.recv().await else {
                 return;
             };
-            if let Err(e) = publish(&*bus, &batch, &metrics).await {
+            // While a publish is slow to be acknowledged (NATS just went away and the client
+            // has not noticed), batches arriving meanwhile go to disk: held in memory they
+            // would back up into the request path's queue and be dropped there.
+            let publishing = publish(&*bus, &batch, &metrics);
+            tokio::pin!(publishing);
+            let slow = tokio::time::sleep(SLOW_PUBLISH);
+            tokio::pin!(slow);
+            let mut is_slow = false;
+            let published = loop {
+                tokio::select! {
+                    published = &mut publishing => break published,
+                    () = &mut slow, if !is_slow => is_slow = true,
+                    Some(newer) = outbox.recv(), if is_slow => store(&mut spool, &newer, &metrics).await,
+                }
+            };
+            if let Err(e) = published {
                 tracing::warn!(batch = %batch.id, logs = batch.logs.len(), error = %e, "publishing request logs failed; spooling them");
                 store(&mut spool, &batch, &metrics).await;
             }

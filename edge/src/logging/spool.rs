@@ -145,7 +145,12 @@ impl Spool {
                 source: std::io::Error::other(e),
             })??;
         self.bytes += entry.bytes;
-        self.entries.push_back(entry);
+        // Usually the newest; a batch whose publish failed while newer ones were spooled is
+        // older, and replay must still go by age.
+        let position = self
+            .entries
+            .partition_point(|e| e.batch_id < entry.batch_id);
+        self.entries.insert(position, entry);
         self.update_gauges();
         Ok(())
     }
