@@ -5,6 +5,9 @@
 pub mod clickhouse;
 pub mod ingest;
 pub mod query;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
 
 use tollgate_model::request_log::{LogBatch, RequestLog};
 use uuid::Uuid;

@@ -196,6 +196,7 @@ fn done(errors: FieldErrors) -> Result<(), FieldErrors> {
 }
 
 /// Latency percentiles in milliseconds (fractions kept). Zero when no request had one.
+/// Nearest-rank: p is the smallest latency with at least p% of the requests at or below it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub p50: f64,

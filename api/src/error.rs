@@ -109,6 +109,21 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// A store that cannot be reached is 503 (the logs are safe, only late); a failed query is a bug.
+impl From<tollgate_analytics::StoreError> for ApiError {
+    fn from(e: tollgate_analytics::StoreError) -> Self {
+        match e {
+            tollgate_analytics::StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "analytics store unavailable");
+                ApiError::Unavailable("the analytics store is unavailable; try again soon".into())
+            }
+            tollgate_analytics::StoreError::Query(cause) => {
+                ApiError::Internal(format!("analytics: {cause}"))
+            }
+        }
+    }
+}
+
 impl From<sea_orm::TransactionError<ApiError>> for ApiError {
     fn from(e: sea_orm::TransactionError<ApiError>) -> Self {
         match e {

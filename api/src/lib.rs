@@ -1,8 +1,9 @@
 //! The Tollgate API server: the tenant API (accounts, control planes, gateway entities, config
-//! history, nodes), the console, and the background tasks that publish config and record
-//! heartbeats. [`start`] builds it from a config struct so tests can run it in-process on port 0.
+//! history, nodes, analytics and usage), the console, and the background tasks that publish
+//! config and record heartbeats. [`start`] builds it from a config struct so tests can run it in-process on port 0.
 
 pub mod accounts;
+pub mod analytics;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -200,6 +201,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(members::revoke_invitation))
         .routes(routes!(members::accept_invitation))
         .routes(routes!(nodes::list))
+        .routes(routes!(analytics::series))
+        .routes(routes!(analytics::top))
+        .routes(routes!(analytics::totals))
+        .routes(routes!(analytics::requests))
+        .routes(routes!(analytics::usage))
+        .routes(routes!(analytics::usage_csv))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.route(

@@ -110,7 +110,8 @@ pub struct LogDelivery {
 }
 
 enum Acknowledgement {
-    Nats(async_nats::jetstream::Message),
+    /// Boxed: a JetStream message is large, and deliveries are moved around in vectors.
+    Nats(Box<async_nats::jetstream::Message>),
     /// The in-process channel has nothing to acknowledge: a batch leaves it when taken.
     Nothing,
 }

@@ -438,7 +438,7 @@ impl LogQueue for NatsLogQueue {
             match serde_json::from_slice::<LogBatch>(&message.payload) {
                 Ok(batch) => deliveries.push(LogDelivery {
                     batch,
-                    ack: Acknowledgement::Nats(message),
+                    ack: Acknowledgement::Nats(Box::new(message)),
                 }),
                 Err(e) => {
                     // Redelivering it would fail the same way forever.

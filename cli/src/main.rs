@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tollgate_analytics::clickhouse::{ClickHouseStore, ClickHouseUrl};
 use tollgate_analytics::ingest::{self, IngestConfig, IngestMetrics};
+use tollgate_analytics::sqlite::SqliteStore;
 use tollgate_analytics::AnalyticsStore;
 use tollgate_api::ephemeral::{EphemeralStore, MemoryStore, RedisStore};
 use tollgate_api::ApiConfig;
@@ -208,6 +209,19 @@ struct EdgeArgs {
     /// How often to report to the control plane, e.g. `10s`.
     #[arg(long, env = "TOLLGATE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// Log every answered request and ship the logs on the bus: `on` or `off`.
+    #[arg(long, env = "TOLLGATE_REQUEST_LOGS", default_value = "on", value_parser = ["on", "off"])]
+    request_logs: String,
+    /// Most request log lines in one published batch.
+    #[arg(long, env = "TOLLGATE_LOG_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    log_batch_size: u32,
+    /// Longest a request log line waits before its batch is published, e.g. `1s`.
+    #[arg(long, env = "TOLLGATE_LOG_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    log_flush_interval: Duration,
+    /// Most bytes of request logs kept in `<data dir>/log-spool` while NATS is unreachable;
+    /// beyond it the oldest batches are dropped (and counted).
+    #[arg(long, env = "TOLLGATE_LOG_SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    log_spool_max_bytes: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -313,11 +327,33 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             control_plane: None,
             heartbeat_interval: Duration::from_secs(5),
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig::default(),
         },
         bus.clone(),
     )
     .await
     .context("starting the edge")?;
+    // The edge's request logs go through the in-process channel to an ingester writing SQLite.
+    let analytics_path = args.data_dir.join("analytics.db");
+    let analytics: Arc<dyn AnalyticsStore> = Arc::new(
+        SqliteStore::open(&analytics_path)
+            .await
+            .with_context(|| format!("opening {}", analytics_path.display()))?,
+    );
+    let (stop_ingest, ingest_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ingester = tokio::spawn(ingest::run(
+        bus.log_queue("dev").await?,
+        analytics.clone(),
+        IngestConfig {
+            // Dev traffic is light: store it as soon as it comes.
+            wait: Duration::from_millis(100),
+            ..IngestConfig::default()
+        },
+        Arc::new(IngestMetrics::new()),
+        async {
+            let _ = ingest_stopped.await;
+        },
+    ));
     let proxy_public_url = format!("http://localhost:{}", edge.proxy_addr.port());
     let ephemeral: Arc<dyn EphemeralStore> = Arc::new(MemoryStore::default());
     let api = tollgate_api::start(
@@ -331,10 +367,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
                 .console_dir
                 .or_else(tollgate_api::assets::source_tree_dir),
             master_key: Some(master_key),
-            analytics: None,
+            analytics: Some(analytics.clone()),
         },
         db,
-        bus,
+        bus.clone(),
         ephemeral,
     )
     .await
@@ -360,8 +396,29 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     api.shutdown().await;
+    // The edge hands its last logs to the channel as it stops; they are stored before exit.
     edge.shutdown().await;
+    let _ = stop_ingest.send(());
+    let _ = ingester.await;
+    store_remaining_logs(bus.as_ref(), analytics.as_ref()).await;
     Ok(())
+}
+
+/// In dev the channel is the only copy of logs not stored yet: drain it into the store.
+async fn store_remaining_logs(bus: &dyn Bus, store: &dyn AnalyticsStore) {
+    let Ok(mut queue) = bus.log_queue("dev").await else {
+        return;
+    };
+    while let Ok(deliveries) = queue.next(500, Duration::from_millis(50)).await {
+        if deliveries.is_empty() {
+            break;
+        }
+        let batches: Vec<_> = deliveries.into_iter().map(|d| d.batch).collect();
+        if let Err(e) = store.insert(&batches).await {
+            tracing::warn!(error = %e, "storing the last request logs");
+            break;
+        }
+    }
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
@@ -477,6 +534,12 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             control_plane: args.control_plane,
             heartbeat_interval: args.heartbeat_interval,
             binary_version: VERSION.into(),
+            request_logs: tollgate_edge::RequestLogConfig {
+                enabled: args.request_logs == "on",
+                batch_size: args.log_batch_size as usize,
+                flush_interval: args.log_flush_interval,
+                spool_max_bytes: args.log_spool_max_bytes,
+            },
         },
         bus,
     )

@@ -111,6 +111,22 @@ async fn readme_tour_works_as_written() {
         stdout.contains("\"summary\":\"create route health\""),
         "{stdout}"
     );
+    let top_routes = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"by":"route""#))
+        .unwrap_or_else(|| panic!("requests per route: {stdout}"));
+    for route in ["health", "pooled"] {
+        assert!(
+            top_routes.contains(&format!(r#""name":"{route}","requests":"#)),
+            "route {route} in {top_routes}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"{"month":"20"#) && l.contains(r#""name":"demo""#)),
+        "this month's usage by control plane: {stdout}"
+    );
 
     // Beyond the tour: a route change reaches the edge and the old path stops.
     let mut client = Client::new(api);
@@ -139,8 +155,28 @@ async fn readme_tour_works_as_written() {
         )
         .await;
     assert_eq!(code, 201);
+    let route_id = client
+        .send(Method::GET, &format!("{base}/routes/r"), None)
+        .await
+        .1["id"]
+        .as_str()
+        .expect("route id")
+        .to_string();
+    // Every 200 from this control plane went through route `r`: the analytics must count them
+    // all, no more and no fewer.
+    let served_by_r = std::sync::atomic::AtomicU64::new(0);
+    let get = |path: &'static str| {
+        let served_by_r = &served_by_r;
+        async move {
+            let answer = through_proxy(proxy, "second.localhost", path).await;
+            if answer.0 == 200 {
+                served_by_r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            answer
+        }
+    };
     eventually("/a served", Duration::from_secs(10), || async {
-        (through_proxy(proxy, "second.localhost", "/a").await.0 == 200).then_some(())
+        (get("/a").await.0 == 200).then_some(())
     })
     .await;
     client
@@ -151,11 +187,14 @@ async fn readme_tour_works_as_written() {
         )
         .await;
     eventually("/b served and /a gone", Duration::from_secs(10), || async {
-        let b = through_proxy(proxy, "second.localhost", "/b").await.0;
-        let a = through_proxy(proxy, "second.localhost", "/a").await.0;
+        let b = get("/b").await.0;
+        let a = get("/a").await.0;
         (b == 200 && a == 404).then_some(())
     })
     .await;
+    for _ in 0..5 {
+        assert_eq!(get("/b").await.0, 200);
+    }
     // The tour's control plane is unaffected, and an unknown host gets Kong's 404.
     let (code, body) = through_proxy(proxy, "nobody.localhost", "/b").await;
     assert_eq!(code, 404);
@@ -163,6 +202,13 @@ async fn readme_tour_works_as_written() {
         body.contains("no Route matched with those values"),
         "{body}"
     );
+    let route_totals = format!("/api/v1/analytics/totals?route={route_id}");
+    eventually(
+        "every request through route r logged, once",
+        Duration::from_secs(10),
+        || counted(&client, &route_totals, &served_by_r),
+    )
+    .await;
 
     // Restarted on the same data dir, dev keeps accounts and config.
     dev.kill();
@@ -180,6 +226,14 @@ async fn readme_tour_works_as_written() {
         "/b served after restart",
         Duration::from_secs(10),
         || async { (through_proxy(proxy, "second.localhost", "/b").await.0 == 200).then_some(()) },
+    )
+    .await;
+    // The request logs survived the restart too, and the new edge's are added to them.
+    served_by_r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    eventually(
+        "logs from before and after the restart",
+        Duration::from_secs(10),
+        || counted(&client, &route_totals, &served_by_r),
     )
     .await;
 }
@@ -279,4 +333,16 @@ async fn served_over_tls(cert: &str, name: &str, tls: std::net::SocketAddr) -> O
     let url = format!("https://{name}:{}/s", tls.port());
     let response = https.get(&url).send().await.ok()?;
     (response.status() == 200).then_some(())
+}
+
+/// `Some` once the analytics count exactly `expected` requests at `totals_path`.
+async fn counted(
+    client: &Client,
+    totals_path: &str,
+    expected: &std::sync::atomic::AtomicU64,
+) -> Option<()> {
+    let (code, totals) = client.send(Method::GET, totals_path, None).await;
+    assert_eq!(code, 200, "{totals}");
+    (totals["requests"].as_u64() == Some(expected.load(std::sync::atomic::Ordering::SeqCst)))
+        .then_some(())
 }

@@ -25,6 +25,8 @@ impl Viewer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     ControlPlanes,
+    Traffic,
+    Usage,
     Tokens,
     Members,
 }
@@ -107,6 +109,8 @@ pub fn frame(
                 <p class="org">{viewer.organization.clone()}</p>
                 <ul>
                     {item(Section::ControlPlanes, "/", "Control planes")}
+                    {item(Section::Traffic, "/traffic", "Traffic")}
+                    {item(Section::Usage, "/usage", "Usage")}
                     {item(Section::Tokens, "/tokens", "API tokens")}
                     {item(Section::Members, "/members", "Members")}
                 </ul>

@@ -30,6 +30,18 @@ fn leptos_options() -> LeptosOptions {
 
 /// Renders a whole HTML document around `body`.
 pub fn render_document(document: &Document, body: impl IntoView + 'static) -> String {
+    render_document_refreshing(document, None, body)
+}
+
+/// [`render_document`] that the browser reloads every `refresh_seconds` (a `<meta
+/// http-equiv="refresh">`, so it works with JavaScript off too).
+pub fn render_document_refreshing(
+    document: &Document,
+    refresh_seconds: Option<u32>,
+    body: impl IntoView + 'static,
+) -> String {
+    let refresh =
+        refresh_seconds.map(|s| view! { <meta http-equiv="refresh" content=s.to_string()/> });
     let title = format!("{} · Tollgate", document.title);
     let scripts = document
         .bundle
@@ -40,6 +52,7 @@ pub fn render_document(document: &Document, body: impl IntoView + 'static) -> St
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <title>{title}</title>
+                {refresh}
                 <script>{THEME_SCRIPT}</script>
                 <link rel="stylesheet" href="/pkg/console.css"/>
                 {scripts}

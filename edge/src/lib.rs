@@ -1,6 +1,7 @@
 //! Tollgate's data plane. [`start`] loads the last-known-good config from the data dir, binds the
 //! proxy (plain and TLS) and status listeners and returns; background tasks follow config changes
-//! on the bus and send heartbeats, so the edge serves even while the bus is unreachable.
+//! on the bus and send heartbeats, so the edge serves even while the bus is unreachable. Every
+//! answered request is logged and shipped on the bus (`logging/`), spooled while it is down.
 
 mod balancer;
 mod config_sync;
@@ -10,6 +11,7 @@ mod grpc;
 mod health;
 mod heartbeat;
 mod listener;
+mod logging;
 mod metrics;
 mod proxy;
 pub mod router;
@@ -37,6 +39,8 @@ use uuid::Uuid;
 use crate::balancer::targets::TargetRegistry;
 use crate::config_sync::ConfigSync;
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
+use crate::logging::LogShipper;
+pub use crate::logging::{RequestLogConfig, SpoolError, SPOOL_DIR};
 use crate::proxy::Proxy;
 use crate::served::{LoadedControlPlane, ServedConfig};
 use crate::state::EdgeState;
@@ -65,6 +69,8 @@ pub struct EdgeConfig {
     pub heartbeat_interval: Duration,
     /// Reported in heartbeats and `/status`.
     pub binary_version: String,
+    /// Request logs: on or off, batching, and the spool's bound.
+    pub request_logs: RequestLogConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +89,8 @@ pub enum EdgeError {
     Tls(#[from] rustls::Error),
     #[error("TLS listener setup: {0}")]
     TlsListener(#[from] TlsSetupError),
+    #[error(transparent)]
+    LogSpool(#[from] SpoolError),
 }
 
 /// A started edge. Dropping it stops the background work; [`RunningEdge::shutdown`] also waits
@@ -96,17 +104,22 @@ pub struct RunningEdge {
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    log_shipper: Option<LogShipper>,
 }
 
 /// How long background tasks get to notice shutdown before they are aborted.
 const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(2);
 
 impl RunningEdge {
-    /// Stops accepting, lets requests in flight finish, then stops the background tasks.
+    /// Stops accepting, lets requests in flight finish, publishes (or spools) the request logs
+    /// still in memory, then stops the background tasks.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for server in self.servers {
             let _ = server.await;
+        }
+        if let Some(shipper) = self.log_shipper {
+            shipper.shutdown().await;
         }
         for task in self.background {
             let abort = task.abort_handle();
@@ -147,9 +160,23 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
         served,
         targets,
     ));
+    let (logs, log_shipper) = if config.request_logs.enabled {
+        let (sink, shipper) = logging::start(
+            &config.request_logs,
+            bus.clone(),
+            node_id,
+            &config.data_dir,
+            state.metrics.logs.clone(),
+        )
+        .await?;
+        (Some(sink), Some(shipper))
+    } else {
+        (None, None)
+    };
     let proxy = Arc::new(Proxy {
         state: state.clone(),
         upstreams: Upstreams::new()?,
+        logs,
     });
 
     let proxy_listener = bind(config.proxy_listen).await?;
@@ -226,6 +253,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
         shutdown,
         servers,
         background,
+        log_shipper,
     })
 }
 

@@ -15,11 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::errors::ProxyBody;
 use crate::proxy::ConnectionInfo;
 use crate::router::Scheme;
 use crate::shutdown::wait_for_shutdown;
 use crate::tls::TlsTerminator;
+use crate::upstream::body::BoxError;
 
 /// How long requests in flight may take to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -28,14 +28,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until shutdown, then lets open requests finish (up to [`DRAIN_GRACE`]).
 /// With `tls`, connections are TLS (ALPN picks HTTP/2 or HTTP/1.1) and requests are `https`.
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: Option<TlsTerminator>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(ConnectionInfo, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
 {
     let local_port = listener.local_addr().map_or(0, |a| a.port());
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -110,10 +111,11 @@ struct Connection<H> {
     _open: watch::Receiver<()>,
 }
 
-impl<H, F> Connection<H>
+impl<H, F, B> Connection<H>
 where
     H: Fn(ConnectionInfo, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
 {
     /// Serves requests until the client leaves, the connection is upgraded (a WebSocket goes on
     /// in its own task), or shutdown lets the requests in flight finish.

@@ -1,12 +1,14 @@
 //! Prometheus metrics of one edge, served at `GET /metrics` on the status listener: requests by
 //! control plane, service, route and status; latency histograms (total and upstream); the
-//! applied config version per control plane; each balanced target's health. One registry per edge, so several edges in one
-//! process (tests, `tollgate dev`) keep their own.
+//! applied config version per control plane; each balanced target's health; request log shipping
+//! ([`LogMetrics`]). One registry per edge, so several edges in one process (tests, `tollgate dev`)
+//! keep their own.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tollgate_model::TargetHealth;
 use uuid::Uuid;
@@ -51,6 +53,88 @@ pub struct EdgeMetrics {
     upstream: HistogramVec,
     config_version: IntGaugeVec,
     target_health: IntGaugeVec,
+    pub logs: LogMetrics,
+}
+
+/// How request log shipping is doing. Clones share the same counters.
+#[derive(Clone)]
+pub struct LogMetrics {
+    /// Log lines the bus accepted (published directly or replayed from the spool).
+    pub shipped: IntCounter,
+    pub batches_published: IntCounter,
+    /// Publish attempts that failed or timed out (the batch went to, or stayed in, the spool).
+    pub publish_failures: IntCounter,
+    pub spool_bytes: IntGauge,
+    pub spool_batches: IntGauge,
+    /// Requests whose Host selected no control plane: no tenant, so no log line.
+    pub unattributed: IntCounter,
+    pub dropped_queue_full: IntCounter,
+    pub dropped_spool_full: IntCounter,
+    /// A spool file that cannot be written, or read back as a batch.
+    pub dropped_spool_error: IntCounter,
+    /// Logs finished after the shipper stopped (a response still streaming at shutdown).
+    pub dropped_shutdown: IntCounter,
+}
+
+impl LogMetrics {
+    fn new(registry: &Registry) -> LogMetrics {
+        let counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("static metric definition");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric names are unique in a fresh registry");
+            counter
+        };
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("static metric definition");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric names are unique in a fresh registry");
+            gauge
+        };
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "tollgate_request_logs_dropped_total",
+                "Request log lines lost, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(dropped.clone()))
+            .expect("metric names are unique in a fresh registry");
+        LogMetrics {
+            shipped: counter(
+                "tollgate_request_logs_shipped_total",
+                "Request log lines the bus accepted.",
+            ),
+            batches_published: counter(
+                "tollgate_request_log_batches_published_total",
+                "Request log batches the bus accepted, replayed ones included.",
+            ),
+            publish_failures: counter(
+                "tollgate_request_log_publish_failures_total",
+                "Publishes of a request log batch that failed or timed out.",
+            ),
+            spool_bytes: gauge(
+                "tollgate_request_log_spool_bytes",
+                "Bytes of request log batches waiting in the spool.",
+            ),
+            spool_batches: gauge(
+                "tollgate_request_log_spool_batches",
+                "Request log batches waiting in the spool.",
+            ),
+            unattributed: counter(
+                "tollgate_request_logs_unattributed_total",
+                "Requests not logged because their Host selected no control plane.",
+            ),
+            // Resolved once: the request path only bumps an atomic.
+            dropped_queue_full: dropped.with_label_values(&["queue_full"]),
+            dropped_spool_full: dropped.with_label_values(&["spool_full"]),
+            dropped_spool_error: dropped.with_label_values(&["spool_error"]),
+            dropped_shutdown: dropped.with_label_values(&["shutdown"]),
+        }
+    }
 }
 
 impl Default for EdgeMetrics {
@@ -115,7 +199,9 @@ impl EdgeMetrics {
                 .register(metric)
                 .expect("metric names are unique in a fresh registry");
         }
+        let logs = LogMetrics::new(&registry);
         EdgeMetrics {
+            logs,
             registry,
             requests,
             duration,

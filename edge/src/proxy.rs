@@ -12,6 +12,7 @@ use http::header::{
     TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tracing::field::{display, Empty};
@@ -20,6 +21,8 @@ use uuid::Uuid;
 
 use crate::errors::{ProxyBody, ProxyError};
 use crate::grpc;
+use crate::logging::body::{Arrival, CountedBody, LogDraft, LoggedBody};
+use crate::logging::LogSink;
 use crate::metrics::RequestLabels;
 use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
@@ -48,6 +51,8 @@ const VIA_TOLLGATE: HeaderValue = HeaderValue::from_static("1.1 tollgate");
 pub struct Proxy {
     pub state: Arc<EdgeState>,
     pub upstreams: Upstreams,
+    /// Where request log lines go; `None` when request logs are off.
+    pub logs: Option<LogSink>,
 }
 
 /// Where a request came in.
@@ -66,7 +71,7 @@ impl Proxy {
         self: Arc<Self>,
         connection: ConnectionInfo,
         request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<LoggedBody> {
         let request_id = request_id_of(request.headers());
         let span = tracing::debug_span!(
             "request",
@@ -81,19 +86,37 @@ impl Proxy {
         async move {
             let received = Instant::now();
             let mut labels = RequestLabels::default();
+            let mut draft = None;
             let response = match self
-                .forward(connection, request, &request_id, received, &mut labels)
+                .forward(
+                    connection,
+                    request,
+                    &request_id,
+                    received,
+                    &mut labels,
+                    &mut draft,
+                )
                 .await
             {
                 Ok(response) => response,
                 Err(error) if grpc => error.into_grpc_response(&request_id),
                 Err(error) => error.into_response(&request_id),
             };
+            let status = response.status();
             self.state
                 .metrics
-                .observe(&labels, response.status(), received.elapsed());
-            tracing::debug!(status = response.status().as_u16(), "answered");
-            response
+                .observe(&labels, status, received.elapsed());
+            tracing::debug!(status = status.as_u16(), "answered");
+            match (draft, &self.logs) {
+                (Some(draft), Some(sink)) => response
+                    .map(|body| draft.answered(&labels, status, received, body, sink.clone())),
+                (None, Some(sink)) => {
+                    // Only a Host that selects no control plane leaves no draft.
+                    sink.metrics().unattributed.inc();
+                    response.map(LoggedBody::unlogged)
+                }
+                (_, None) => response.map(LoggedBody::unlogged),
+            }
         }
         .instrument(span)
         .await
@@ -106,6 +129,7 @@ impl Proxy {
         request_id: &HeaderValue,
         received: Instant,
         labels: &mut RequestLabels,
+        draft: &mut Option<LogDraft>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Held until the response head is back: a swap mid-request does not change its config.
         let served = self.state.served.load_full();
@@ -137,6 +161,26 @@ impl Proxy {
 
         let original_uri = parts.uri.clone();
         let original_path = original_uri.path();
+        let body = match &self.logs {
+            Some(_) => {
+                let started = LogDraft::new(Arrival {
+                    organization_id: control_plane.organization_id,
+                    control_plane_id: control_plane.id,
+                    node_id: self.state.node_id,
+                    region: &self.state.region,
+                    request_id,
+                    method: &parts.method,
+                    host: &host,
+                    path: original_path,
+                    client_ip: connection.peer.ip(),
+                    has_body: !body.is_end_stream(),
+                });
+                let counted = CountedBody::new(body, started.bytes_in_counter());
+                *draft = Some(started);
+                counted
+            }
+            None => CountedBody::new(body, None),
+        };
         let path = normalize_path(original_path);
         let facts = RequestFacts {
             method: &parts.method,
@@ -151,6 +195,7 @@ impl Proxy {
             Routed::Matched(matched) => matched,
             Routed::WrongScheme(route) => {
                 tracing::Span::current().record("route", display(route.id));
+                labels.route = Some(route.id);
                 let query = parts
                     .uri
                     .query()

@@ -259,6 +259,8 @@ pub struct EdgeProcess<'a> {
     pub control_plane: uuid::Uuid,
     pub threads: usize,
     pub master_key_hex: &'a str,
+    /// `--request-logs on|off`: log every request and publish the logs on NATS.
+    pub request_logs: bool,
 }
 
 pub fn edge(options: &EdgeProcess<'_>) -> anyhow::Result<Peer> {
@@ -277,6 +279,10 @@ pub fn edge(options: &EdgeProcess<'_>) -> anyhow::Result<Peer> {
         .args(["--proxy-listen", &addr.to_string()])
         .args(["--proxy-tls-listen", &tls_addr.to_string()])
         .args(["--status-listen", &status_addr.to_string()])
+        .args([
+            "--request-logs",
+            if options.request_logs { "on" } else { "off" },
+        ])
         .arg("--data-dir")
         .arg(options.data_dir)
         .env("TOLLGATE_MASTER_KEY", options.master_key_hex)

@@ -5,6 +5,8 @@
 mod account_pages;
 mod auth_pages;
 mod plane_pages;
+mod traffic_pages;
+mod usage_pages;
 
 use std::collections::BTreeMap;
 
@@ -104,6 +106,12 @@ pub fn routes() -> Router<AppState> {
             post(certificate_pages::delete_certificate),
         )
         .route("/control-planes/{cp}/nodes", get(plane_pages::nodes))
+        .route("/traffic", get(traffic_pages::traffic))
+        .route(
+            "/control-planes/{cp}/traffic",
+            get(traffic_pages::plane_traffic),
+        )
+        .route("/usage", get(usage_pages::usage))
         .route(
             "/tokens",
             get(account_pages::tokens).post(account_pages::create),

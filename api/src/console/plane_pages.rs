@@ -36,7 +36,7 @@ const PAGE_SIZE: usize = 50;
 
 type QueryMap = Query<BTreeMap<String, String>>;
 
-async fn header(
+pub(super) async fn header(
     state: &AppState,
     user: &ConsoleUser,
     cp: &str,
@@ -178,7 +178,15 @@ async fn render_overview(
             applied_versions,
         });
     }
-    Ok(overview_page(&user.viewer, &rows, form, flash, user.bundle))
+    let today = super::usage_pages::requests_today(state, user.auth.organization_id).await;
+    Ok(overview_page(
+        &user.viewer,
+        &rows,
+        &today,
+        form,
+        flash,
+        user.bundle,
+    ))
 }
 
 pub async fn overview(

@@ -1,6 +1,7 @@
 //! Starts the API in-process against the real services of this machine — Postgres (a database
-//! per test), NATS (a bucket prefix per test) and Redis (a key prefix per test) — and hands back
-//! a small client. Each test owns its data, so tests run in parallel.
+//! per test), NATS (a bucket prefix per test) and Redis (a key prefix per test), with request logs
+//! in a SQLite analytics store of its own (a temporary file per test) — and hands back a small
+//! client. Each test owns its data, so tests run in parallel.
 
 #![allow(dead_code)]
 
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tollgate_analytics::{AnalyticsStore, SqliteStore};
 use tollgate_api::ephemeral::RedisStore;
 use tollgate_api::{ApiConfig, RunningApi};
 use tollgate_bus::{Bus, NatsBus};
+use tollgate_model::request_log::LogBatch;
 use tollgate_model::secret::MasterKey;
 use uuid::Uuid;
 
@@ -25,8 +28,12 @@ pub struct TestApi {
     pub http: reqwest::Client,
     /// The master key the server seals secrets with, if it has one.
     pub master_key: Option<MasterKey>,
+    /// The server's request-log store; `None` for a server started without one.
+    pub analytics: Option<Arc<SqliteStore>>,
     running: Option<RunningApi>,
     db: TestDatabase,
+    /// Holds the analytics store's file until the test ends.
+    _analytics_dir: tempfile::TempDir,
 }
 
 impl TestApi {
@@ -36,6 +43,24 @@ impl TestApi {
     }
 
     pub async fn start_with_master_key(master_key: Option<MasterKey>) -> TestApi {
+        TestApi::start_with(master_key, true).await
+    }
+
+    /// A server whose analytics and usage endpoints have no store to read (503).
+    pub async fn start_without_analytics() -> TestApi {
+        TestApi::start_with(Some(MasterKey::generate().expect("master key")), false).await
+    }
+
+    async fn start_with(master_key: Option<MasterKey>, with_analytics: bool) -> TestApi {
+        let analytics_dir = tempfile::tempdir().expect("temp dir");
+        let analytics = if with_analytics {
+            let store = SqliteStore::open(analytics_dir.path().join("analytics.db"))
+                .await
+                .expect("analytics store");
+            Some(Arc::new(store))
+        } else {
+            None
+        };
         let db = TestDatabase::create().await;
         let conn = tollgate_api::store::connect(&db.url)
             .await
@@ -61,7 +86,9 @@ impl TestApi {
                 secure_cookies: false,
                 console_dir: None,
                 master_key: master_key.clone(),
-                analytics: None,
+                analytics: analytics
+                    .clone()
+                    .map(|store| store as Arc<dyn AnalyticsStore>),
             },
             conn,
             bus.clone(),
@@ -75,9 +102,21 @@ impl TestApi {
             prefix,
             http: reqwest::Client::new(),
             master_key,
+            analytics,
             running: Some(running),
             db,
+            _analytics_dir: analytics_dir,
         }
+    }
+
+    /// Stores request-log batches as the ingester would.
+    pub async fn insert_logs(&self, batches: &[LogBatch]) {
+        self.analytics
+            .as_ref()
+            .expect("this server has an analytics store")
+            .insert(batches)
+            .await
+            .expect("insert logs");
     }
 
     /// This test's own Postgres database, for checks the API does not expose.

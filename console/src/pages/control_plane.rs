@@ -11,7 +11,7 @@ use crate::forms::{
 };
 use crate::islands::{ConfirmSubmit, CopyButton};
 use crate::layout::{confirmation, csrf_field, frame, Crumb, Flash, Section, Viewer};
-use crate::shell::{render_document, Document};
+use crate::shell::{render_document_refreshing, Document};
 
 #[derive(Debug, Clone)]
 pub struct PlaneHeader {
@@ -30,6 +30,7 @@ pub enum Tab {
     Certificates,
     Nodes,
     History,
+    Traffic,
 }
 
 impl Tab {
@@ -41,6 +42,7 @@ impl Tab {
             Tab::Certificates => "Certificates",
             Tab::Nodes => "Nodes",
             Tab::History => "Config history",
+            Tab::Traffic => "Traffic",
         }
     }
     fn path(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Tab {
             Tab::Certificates => "certificates",
             Tab::Nodes => "nodes",
             Tab::History => "history",
+            Tab::Traffic => "traffic",
         }
     }
 }
@@ -86,12 +89,27 @@ fn page(
     bundle: bool,
     body: impl IntoView + 'static,
 ) -> String {
+    refreshing_page(viewer, header, tab, flash, bundle, None, body)
+}
+
+/// A control plane tab's document (header, tabs, then `body`), reloaded by the browser every
+/// `refresh_seconds` when given.
+pub(crate) fn refreshing_page(
+    viewer: &Viewer,
+    header: &PlaneHeader,
+    tab: Tab,
+    flash: Option<Flash>,
+    bundle: bool,
+    refresh_seconds: Option<u32>,
+    body: impl IntoView + 'static,
+) -> String {
     let base = format!("/control-planes/{}", header.id);
     let tabs = [
         Tab::Services,
         Tab::Routes,
         Tab::Upstreams,
         Tab::Certificates,
+        Tab::Traffic,
         Tab::Nodes,
         Tab::History,
     ]
@@ -114,11 +132,12 @@ fn page(
         <nav aria-label="Control plane"><ul class="tabs">{tabs}</ul></nav>
         <section class="tab-body">{body}</section>
     };
-    render_document(
+    render_document_refreshing(
         &Document {
             title: format!("{} · {}", tab.label(), header.name),
             bundle,
         },
+        refresh_seconds,
         frame(
             viewer,
             Section::ControlPlanes,

@@ -5,3 +5,5 @@ pub mod account;
 pub mod auth;
 pub mod control_plane;
 pub mod overview;
+pub mod traffic;
+pub mod usage;

@@ -19,6 +19,33 @@ pub struct ControlPlaneRow {
     pub applied_versions: Vec<i64>,
 }
 
+/// The organization's requests since midnight UTC, as the overview shows them.
+#[derive(Debug, Clone)]
+pub enum RequestsToday {
+    /// No analytics store: nothing is counted.
+    NotCounted,
+    Unavailable,
+    Count(u64),
+}
+
+fn requests_today(today: &RequestsToday) -> impl IntoView {
+    let value = match today {
+        RequestsToday::NotCounted => {
+            view! { <span class="muted">"not counted (no analytics store)"</span> }.into_any()
+        }
+        RequestsToday::Unavailable => view! { <span class="muted">"unavailable"</span> }.into_any(),
+        RequestsToday::Count(n) => {
+            view! { <a href="/traffic?range=24h">{crate::charts::group_thousands(*n)}</a> }
+                .into_any()
+        }
+    };
+    view! {
+        <dl class="stats">
+            <div class="stat"><dt>"Requests today (UTC)"</dt><dd data-stat="requests_today">{value}</dd></div>
+        </dl>
+    }
+}
+
 fn empty_state() -> impl IntoView {
     view! {
         <section class="empty">
@@ -37,6 +64,7 @@ fn empty_state() -> impl IntoView {
 pub fn overview_page(
     viewer: &Viewer,
     planes: &[ControlPlaneRow],
+    today: &RequestsToday,
     form: &FormState,
     flash: Option<Flash>,
     bundle: bool,
@@ -94,6 +122,7 @@ pub fn overview_page(
     });
     let content = view! {
         <h1>"Control planes"</h1>
+        {requests_today(today)}
         {planes.is_empty().then(empty_state)}
         {table}
         {create}

@@ -21,6 +21,9 @@ use crate::balancer::targets::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The client's request body, its bytes counted for the request log.
+pub type ClientBody = crate::logging::body::CountedBody<Incoming>;
+
 /// Where sending a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -87,7 +90,7 @@ pub struct RequestBody {
 enum Kind {
     Empty,
     Buffered(Option<Bytes>),
-    Streamed(Incoming),
+    Streamed(ClientBody),
 }
 
 impl RequestBody {
@@ -105,7 +108,7 @@ impl RequestBody {
         }
     }
 
-    pub fn streamed(body: Incoming, progress: Arc<SendProgress>) -> RequestBody {
+    pub fn streamed(body: ClientBody, progress: Arc<SendProgress>) -> RequestBody {
         RequestBody {
             kind: Kind::Streamed(body),
             progress,

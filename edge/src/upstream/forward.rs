@@ -29,7 +29,7 @@ use tollgate_model::Service;
 use tracing::field::{display, Empty};
 use tracing::Instrument;
 
-use super::body::{Phase, RequestBody, SendProgress, UpstreamBody};
+use super::body::{ClientBody, Phase, RequestBody, SendProgress, UpstreamBody};
 use super::{UpstreamClient, Upstreams};
 use crate::balancer::hash_on::{RequestKeys, UriCapture};
 use crate::balancer::UpstreamBalancer;
@@ -43,7 +43,7 @@ const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
 pub struct Outbound<'a> {
     /// Method, URI (`service.host` as authority), headers with `Host` set for the service.
     pub head: Parts,
-    pub body: Incoming,
+    pub body: ClientBody,
     pub service: &'a Service,
     /// The upstream when the service's host names one.
     pub balancer: Option<&'a UpstreamBalancer>,
@@ -310,11 +310,11 @@ fn point_at_target(
 enum SentBody {
     Empty,
     Buffered(bytes::Bytes),
-    Streamed(Incoming),
+    Streamed(ClientBody),
 }
 
 impl SentBody {
-    async fn of(body: Incoming, buffer: bool) -> Result<SentBody, ProxyError> {
+    async fn of(body: ClientBody, buffer: bool) -> Result<SentBody, ProxyError> {
         if body.is_end_stream() {
             return Ok(SentBody::Empty);
         }

@@ -184,6 +184,7 @@ pub async fn start_edge(
         control_plane,
         heartbeat_interval: Duration::from_millis(200),
         binary_version: "9.9.9-test".to_string(),
+        request_logs: tollgate_edge::RequestLogConfig::default(),
     };
     tollgate_edge::start(config, bus).await.unwrap()
 }
@@ -337,6 +338,7 @@ pub async fn start_edge_with_tls(
         control_plane,
         heartbeat_interval: Duration::from_millis(200),
         binary_version: "9.9.9-test".to_string(),
+        request_logs: tollgate_edge::RequestLogConfig::default(),
     };
     tollgate_edge::start(config, bus).await.unwrap()
 }

@@ -26,7 +26,9 @@ use tollgate_model::{Certificate, Entities, Route, Service, Snapshot, Sni};
 use uuid::Uuid;
 
 const HOST: &str = "bench.local";
-const SCENARIOS: &[&str] = &["plain", "latency", "rate", "routes", "swaps", "h2tls"];
+const SCENARIOS: &[&str] = &[
+    "plain", "latency", "rate", "routes", "swaps", "h2tls", "logging",
+];
 
 struct Options {
     scenarios: Vec<String>,
@@ -108,6 +110,8 @@ struct Bench {
     key: String,
     master_key: MasterKey,
     tollgate: PathBuf,
+    /// NATS prefixes of the edges started, so their request log streams can be deleted.
+    prefixes: std::sync::Mutex<Vec<String>>,
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
@@ -133,6 +137,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         cert,
         key,
         tollgate,
+        prefixes: std::sync::Mutex::new(Vec::new()),
     };
     let mut sections = Vec::new();
     for scenario in bench.options.scenarios.clone() {
@@ -144,11 +149,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
             "routes" => many_routes(&bench).await?,
             "swaps" => swaps(&bench).await?,
             "h2tls" => h2_and_tls(&bench).await?,
+            "logging" => logging(&bench).await?,
             _ => unreachable!("scenarios are checked when parsed"),
         };
         println!("{section}");
         sections.push((scenario, section));
     }
+    bench.delete_log_streams().await;
     if bench.options.write {
         tollgate_loadtest::report::write_sections(&sections)?;
         eprintln!("wrote loadtest/RESULTS.md");
@@ -191,9 +198,21 @@ impl Bench {
         )
     }
 
-    /// An edge dedicated to one control plane whose snapshot is published on NATS first.
+    /// An edge dedicated to one control plane whose snapshot is published on NATS first, with
+    /// request logs on (the default of `tollgate edge`).
     async fn edge(&self, routes: usize) -> anyhow::Result<(Peer, EdgeConfig)> {
+        self.edge_with_logs(routes, true).await
+    }
+
+    async fn edge_with_logs(
+        &self,
+        routes: usize,
+        request_logs: bool,
+    ) -> anyhow::Result<(Peer, EdgeConfig)> {
         let prefix = format!("bench{}", Uuid::new_v4().simple());
+        if let Ok(mut prefixes) = self.prefixes.lock() {
+            prefixes.push(prefix.clone());
+        }
         let bus = NatsBus::connect(&self.options.nats_url, &prefix)
             .await
             .with_context(|| format!("NATS at {}", self.options.nats_url))?;
@@ -216,9 +235,27 @@ impl Bench {
             control_plane: config.control_plane,
             threads: self.options.threads,
             master_key_hex: &self.master_key.to_hex(),
+            request_logs,
         })?;
         wait_for_version(&peer, config.version, Duration::from_secs(30)).await?;
         Ok((peer, config))
+    }
+}
+
+impl Bench {
+    /// The edges' request logs are kept by JetStream for a week; a benchmark's are of no use
+    /// after it and weigh hundreds of MB.
+    async fn delete_log_streams(&self) {
+        let prefixes = self.prefixes.lock().map(|p| p.clone()).unwrap_or_default();
+        let Ok(client) = async_nats::connect(&self.options.nats_url).await else {
+            eprintln!("cannot reach NATS to delete the benchmark's request log streams");
+            return;
+        };
+        let jetstream = async_nats::jetstream::new(client);
+        for prefix in prefixes {
+            // An edge that never published has no stream.
+            let _ = jetstream.delete_stream(format!("{prefix}_logs")).await;
+        }
     }
 }
 
@@ -669,4 +706,68 @@ async fn h2_and_tls(bench: &Bench) -> anyhow::Result<String> {
         out.push_str(&table(&rows, "nginx"));
     }
     Ok(out)
+}
+
+/// A counter from an edge's `/metrics`, 0 when absent.
+async fn edge_metric(peer: &Peer, series: &str) -> anyhow::Result<u64> {
+    let status = peer.status_addr.context("the edge has a status listener")?;
+    let text = reqwest::get(format!("http://{status}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+/// The plain-proxy load against an edge with request logs off, then one with them on
+/// (publishing to NATS under its own prefix), on the same machine with the same load.
+async fn logging(bench: &Bench) -> anyhow::Result<String> {
+    let users = bench.options.users;
+    let paths = vec!["/".to_string()];
+    let load = Load::Closed { users };
+    let (off, _off_config) = bench.edge_with_logs(1, false).await?;
+    let off_row = measure(
+        bench,
+        "Tollgate edge, request logs off",
+        Some(&off),
+        &bench.target(off.addr, Protocol::Http1, paths.clone()),
+        load,
+    )
+    .await?;
+    drop(off);
+    let (on, _on_config) = bench.edge_with_logs(1, true).await?;
+    let on_row = measure(
+        bench,
+        "Tollgate edge, request logs on",
+        Some(&on),
+        &bench.target(on.addr, Protocol::Http1, paths),
+        load,
+    )
+    .await?;
+    // The last batch goes out within the flush interval (1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shipped = edge_metric(&on, "tollgate_request_logs_shipped_total").await?;
+    let batches = edge_metric(&on, "tollgate_request_log_batches_published_total").await?;
+    let dropped = edge_metric(
+        &on,
+        "tollgate_request_logs_dropped_total{reason=\"queue_full\"}",
+    )
+    .await?;
+    let spooled = edge_metric(&on, "tollgate_request_log_spool_batches").await?;
+    drop(on);
+    let ratio = on_row.outcome.rps() / off_row.outcome.rps();
+    let rows = vec![off_row, on_row];
+    Ok(header(
+        bench,
+        "Request logs on versus off",
+        &format!(
+            "{users} concurrent users (closed loop), `GET /` answered with 1 KiB by the upstream; the same edge binary with `--request-logs off`, then `on` (batches of up to 1,000 lines, flushed every second, published to JetStream on the local NATS)."
+        ),
+        "logging",
+    ) + &table(&rows, "Tollgate edge, request logs off")
+        + &format!(
+            "\nRequests/s with logs on / off: {ratio:.2} (goal >= 0.95). The logging edge shipped {shipped} log lines in {batches} batches (warm-up and every run), dropped {dropped} for a full queue, and had {spooled} batches in its spool at the end.\n"
+        ))
 }

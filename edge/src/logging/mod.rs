@@ -1,0 +1,169 @@
+//! Request logs (DESIGN §9): every answered request becomes a `RequestLog` when its response body
+//! ends ([`body`]); the request path hands it to a bounded queue without waiting; a batcher closes
+//! batches by count, size and time ([`batcher`]); delivery publishes them on the bus, or spools
+//! them to the data dir while the bus is unreachable and replays them oldest first
+//! ([`delivery`], [`spool`]). Nothing accepted into the queue is lost except by a counted drop.
+
+mod batcher;
+pub mod body;
+mod delivery;
+mod spool;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tollgate_bus::Bus;
+use tollgate_model::request_log::RequestLog;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::metrics::LogMetrics;
+pub use spool::SpoolError;
+
+/// Where the spool lives inside the edge's data dir.
+pub const SPOOL_DIR: &str = "log-spool";
+
+/// How an edge ships its request logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLogConfig {
+    /// Off: no log lines are made at all.
+    pub enabled: bool,
+    /// Most log lines in one batch (batches are also capped well under NATS's 1 MiB message).
+    pub batch_size: usize,
+    /// Longest a log line waits in an open batch.
+    pub flush_interval: Duration,
+    /// Most bytes the spool keeps while the bus is unreachable; beyond it the oldest batches go.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for RequestLogConfig {
+    fn default() -> Self {
+        RequestLogConfig {
+            enabled: true,
+            batch_size: 1000,
+            flush_interval: Duration::from_secs(1),
+            spool_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The request path's end of the log queue. Cloning is one reference count.
+#[derive(Clone)]
+pub struct LogSink {
+    inner: Arc<SinkInner>,
+}
+
+struct SinkInner {
+    queue: mpsc::Sender<RequestLog>,
+    metrics: LogMetrics,
+}
+
+impl LogSink {
+    /// Queues a finished log line; never waits. A full queue (the shipper cannot keep up)
+    /// drops the line and counts it.
+    pub fn push(&self, log: RequestLog) {
+        match self.inner.queue.try_send(log) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.inner.metrics.dropped_queue_full.inc(),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.inner.metrics.dropped_shutdown.inc(),
+        }
+    }
+
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.inner.metrics
+    }
+}
+
+/// The running shipper: the batcher and delivery tasks.
+pub struct LogShipper {
+    stop: oneshot::Sender<()>,
+    batcher: JoinHandle<()>,
+    delivery: JoinHandle<()>,
+}
+
+/// The longest shutdown waits for the last batches to be published or spooled. Publishing has
+/// its own timeout, so this only guards against a stuck disk.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+
+impl LogShipper {
+    /// Closes the queue, batches what is in it and publishes or spools everything still in
+    /// memory. Call it after the listeners have drained, so the last requests are in.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let finished = async {
+            let _ = self.batcher.await;
+            let _ = self.delivery.await;
+        };
+        if tokio::time::timeout(SHUTDOWN_LIMIT, finished)
+            .await
+            .is_err()
+        {
+            tracing::error!("request logs still not flushed after {SHUTDOWN_LIMIT:?}; giving up");
+        }
+    }
+}
+
+/// The queue between the request path and the batcher, in log lines. Sized for several seconds
+/// of a busy edge while a publish waits for its timeout, at a few hundred bytes per line.
+fn queue_capacity(config: &RequestLogConfig) -> usize {
+    config.batch_size.saturating_mul(32).clamp(8_192, 262_144)
+}
+
+/// Closed batches waiting for delivery.
+const OUTBOX_BATCHES: usize = 16;
+
+/// Opens the spool in `data_dir` (replaying what an earlier run left there) and starts shipping.
+pub async fn start(
+    config: &RequestLogConfig,
+    bus: Arc<dyn Bus>,
+    node_id: Uuid,
+    data_dir: &Path,
+    metrics: LogMetrics,
+) -> Result<(LogSink, LogShipper), SpoolError> {
+    let spool = spool::Spool::open(
+        data_dir.join(SPOOL_DIR),
+        config.spool_max_bytes,
+        metrics.clone(),
+    )
+    .await?;
+    if !spool.is_empty() {
+        tracing::info!(
+            batches = spool.len(),
+            "request log batches in the spool from an earlier run; replaying them"
+        );
+    }
+    let (queue, incoming) = mpsc::channel(queue_capacity(config));
+    let (outbox, outgoing) = mpsc::channel(OUTBOX_BATCHES);
+    let (stop, stopped) = oneshot::channel();
+    let batcher = tokio::spawn(
+        batcher::run(
+            batcher::Batching {
+                node_id,
+                batch_size: config.batch_size.max(1),
+                flush_interval: config.flush_interval,
+            },
+            incoming,
+            outbox,
+            stopped,
+        )
+        .instrument(tracing::info_span!("request_log_batcher")),
+    );
+    let delivery = tokio::spawn(
+        delivery::run(bus, spool, outgoing, metrics.clone())
+            .instrument(tracing::info_span!("request_log_delivery")),
+    );
+    let sink = LogSink {
+        inner: Arc::new(SinkInner { queue, metrics }),
+    };
+    Ok((
+        sink,
+        LogShipper {
+            stop,
+            batcher,
+            delivery,
+        },
+    ))
+}
