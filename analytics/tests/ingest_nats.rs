@@ -113,9 +113,8 @@ async fn every_published_log_becomes_exactly_one_row_with_its_fields() {
     let db = TestDb::new().await;
     let nats = NatsPrefix::new(CONSUMER).await;
     let ingester = start_ingester(&nats.prefix, db.store.clone()).await;
-    // TODO(edgelog): once the edge emits logs (branch `edgelog`), this test sends real
-    // requests through `tollgate_edge::start` on a NatsBus with this prefix instead of
-    // publishing batches itself; everything after the publishing stays as it is.
+    // Batches made here, so every field is known; `ingest_edge.rs` sends real requests through
+    // an edge instead.
     let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
     let a = Tenant::new();
     let b = Tenant::new();

@@ -24,6 +24,11 @@ use crate::{Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelive
 /// How long an ingester has to store a batch and acknowledge it before it is delivered again.
 const LOG_ACK_WAIT: Duration = Duration::from_secs(60);
 
+/// Most bytes of log batches one fetch asks for. The server drops a client whose unsent data
+/// passes 64 MiB (a "slow consumer"), and batches pulled that way come back only after the
+/// acknowledgement deadline: 500 batches of a few hundred KiB did exactly that.
+const LOG_FETCH_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// How long undelivered log batches are kept: an ingester outage this long loses nothing.
 const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -412,13 +417,24 @@ impl LogQueue for NatsLogQueue {
             .consumer
             .fetch()
             .max_messages(max.max(1))
+            .max_bytes(LOG_FETCH_MAX_BYTES)
             .expires(wait)
             .messages()
             .await
             .map_err(unavailable)?;
         let mut deliveries = Vec::new();
         while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
+            let message = match message {
+                Ok(message) => message,
+                // The server ends a fetch that reached its byte limit with an error status
+                // (409 "Message Size Exceeds MaxBytes"); what came before it is good, and
+                // dropping it would only delay it until the acknowledgement deadline.
+                Err(e) if !deliveries.is_empty() => {
+                    tracing::debug!(error = %e, "log batch fetch ended early");
+                    break;
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
             match serde_json::from_slice::<LogBatch>(&message.payload) {
                 Ok(batch) => deliveries.push(LogDelivery {
                     batch,

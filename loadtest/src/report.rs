@@ -9,11 +9,16 @@ fn results_path() -> PathBuf {
 
 /// Replaces (or appends) `<!-- edge_bench:NAME:start -->` … `end` for each section.
 pub fn write_sections(sections: &[(String, String)]) -> anyhow::Result<()> {
+    write_tool_sections("edge_bench", sections)
+}
+
+/// Replaces (or appends) `<!-- TOOL:NAME:start -->` … `end` for each section.
+pub fn write_tool_sections(tool: &str, sections: &[(String, String)]) -> anyhow::Result<()> {
     let path = results_path();
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
     for (name, body) in sections {
-        let start = format!("<!-- edge_bench:{name}:start -->");
-        let end = format!("<!-- edge_bench:{name}:end -->");
+        let start = format!("<!-- {tool}:{name}:start -->");
+        let end = format!("<!-- {tool}:{name}:end -->");
         let block = format!("{start}\n{}\n{end}", body.trim_end());
         match (text.find(&start), text.find(&end)) {
             (Some(s), Some(e)) if e > s => text.replace_range(s..e + end.len(), &block),

@@ -289,21 +289,17 @@ impl AnalyticsStore for ClickHouseStore {
             .group_by
             .map(sql::group_expression)
             .unwrap_or_else(|| "''".to_string());
-        let condition = sql::Where::tenant(organization)
-            .minutes(&query.range)
-            .filters(&query.filters);
+        let source = sql::rollup_source(organization, &query.range, &query.filters);
         let rows: Vec<SeriesRow> = fetch_all(
             &self.client,
             &format!(
                 "SELECT toUInt32({bucket}) AS bucket, {group} AS grp, {measures} \
-                 FROM requests_1m WHERE {condition} \
-                 GROUP BY bucket, grp ORDER BY bucket, grp",
+                 FROM ({source}) GROUP BY bucket, grp ORDER BY bucket, grp",
                 measures = sql::MEASURES,
-                condition = condition.sql(),
             ),
         )
         .await?;
-        Ok(rows
+        let mut points: Vec<Point> = rows
             .into_iter()
             .map(|row| Point {
                 time: Utc
@@ -313,22 +309,25 @@ impl AnalyticsStore for ClickHouseStore {
                 totals: row.measures.totals(),
                 group: key_of(row.group),
             })
-            .collect())
+            .collect();
+        // Within a bucket, groups by value with "none" last (ClickHouse sorts the nil UUID
+        // first).
+        points.sort_by(|a, b| {
+            (a.time, a.group.is_none(), &a.group).cmp(&(b.time, b.group.is_none(), &b.group))
+        });
+        Ok(points)
     }
 
     async fn top(&self, organization: Uuid, query: &TopQuery) -> Result<Vec<TopRow>, StoreError> {
         query.validate().map_err(invalid)?;
-        let condition = sql::Where::tenant(organization)
-            .minutes(&query.range)
-            .filters(&query.filters);
+        let source = sql::rollup_source(organization, &query.range, &query.filters);
         let rows: Vec<TopRowData> = fetch_all(
             &self.client,
             &format!(
-                "SELECT {group} AS grp, {measures} FROM requests_1m WHERE {condition} \
+                "SELECT {group} AS grp, {measures} FROM ({source}) \
                  GROUP BY grp ORDER BY m_requests DESC, grp LIMIT {limit}",
                 group = sql::group_expression(query.by),
                 measures = sql::MEASURES,
-                condition = condition.sql(),
                 limit = query.limit,
             ),
         )
@@ -354,15 +353,12 @@ impl AnalyticsStore for ClickHouseStore {
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        let condition = sql::Where::tenant(organization)
-            .minutes(range)
-            .filters(filters);
+        let source = sql::rollup_source(organization, range, filters);
         let rows: Vec<TotalsRow> = fetch_all(
             &self.client,
             &format!(
-                "SELECT {measures} FROM requests_1m WHERE {condition}",
+                "SELECT {measures} FROM ({source})",
                 measures = sql::MEASURES,
-                condition = condition.sql(),
             ),
         )
         .await?;

@@ -50,7 +50,7 @@ pub(crate) fn column(dimension: Dimension) -> &'static str {
 }
 
 /// The conditions every query starts with: the tenant (always first, never optional) and the
-/// filters, ANDed; then the time range, which rounds to whole minutes on the rollup.
+/// filters, ANDed; then the time range.
 pub(crate) struct Where {
     sql: String,
 }
@@ -67,11 +67,9 @@ impl Where {
         self.sql.push_str(condition);
     }
 
-    /// `[from, to)` over the rollup's minutes: the minute `from` falls in up to the minute
-    /// `to` falls in (inclusive only when `to` is not on a minute boundary).
-    pub(crate) fn minutes(mut self, range: &TimeRange) -> Where {
-        let from = seconds(range.from) / 60 * 60;
-        let to = seconds(range.to).div_ceil(60) * 60;
+    /// `[from, to)` over the rollup's whole minutes, `from` and `to` on minute boundaries.
+    fn minutes(mut self, from_ms: i64, to_ms: i64) -> Where {
+        let (from, to) = (from_ms / 1000, to_ms / 1000);
         self.and(&format!(
             "minute >= toDateTime({from}) AND minute < toDateTime({to})"
         ));
@@ -80,11 +78,15 @@ impl Where {
 
     /// `[from, to)` over raw rows, to the millisecond: whole seconds for the index, then the
     /// exact bound with `time_ms`.
-    pub(crate) fn instants(mut self, range: &TimeRange) -> Where {
-        let from_s = seconds(range.from);
-        let to_s = seconds(range.to);
+    pub(crate) fn instants(self, range: &TimeRange) -> Where {
         let from_ms = range.from.timestamp_millis().max(0);
         let to_ms = range.to.timestamp_millis().max(0);
+        self.instants_ms(from_ms, to_ms)
+    }
+
+    fn instants_ms(mut self, from_ms: i64, to_ms: i64) -> Where {
+        let from_s = from_ms / 1000;
+        let to_s = to_ms / 1000;
         self.and(&format!(
             "time >= toDateTime({from_s}) AND time <= toDateTime({to_s}) \
              AND toUInt64(time) * 1000 + time_ms >= {from_ms} \
@@ -118,6 +120,67 @@ impl Where {
     pub(crate) fn sql(&self) -> &str {
         &self.sql
     }
+}
+
+/// The columns of `requests_1m`, in order.
+const ROLLUP_COLUMNS: &str = "organization_id, minute, control_plane_id, service_id, route_id, \
+    consumer_id, status, node_id, region, requests, errors_4xx, errors_5xx, bytes_in, bytes_out, \
+    latency_total, latency_upstream, latency_edge";
+
+/// `requests_1m_mv`'s aggregation, for raw rows a query reads itself.
+const RAW_AS_ROLLUP: &str = "organization_id, toStartOfMinute(time) AS minute, control_plane_id, \
+    ifNull(service_id, toUUID('00000000-0000-0000-0000-000000000000')) AS service_id, \
+    ifNull(route_id, toUUID('00000000-0000-0000-0000-000000000000')) AS route_id, \
+    ifNull(consumer_id, toUUID('00000000-0000-0000-0000-000000000000')) AS consumer_id, \
+    status, node_id, region, \
+    countState() AS requests, \
+    sumState(toUInt64(status >= 400 AND status < 500)) AS errors_4xx, \
+    sumState(toUInt64(status >= 500)) AS errors_5xx, \
+    sumState(bytes_in) AS bytes_in, \
+    sumState(bytes_out) AS bytes_out, \
+    quantilesTDigestState(0.5, 0.95, 0.99)(latency_total_us) AS latency_total, \
+    quantilesTDigestIfState(0.5, 0.95, 0.99)(ifNull(latency_upstream_us, toUInt64(0)), \
+        toUInt8(isNotNull(latency_upstream_us))) AS latency_upstream, \
+    quantilesTDigestState(0.5, 0.95, 0.99)(latency_edge_us) AS latency_edge";
+
+const RAW_GROUP: &str =
+    "organization_id, minute, control_plane_id, service_id, route_id, consumer_id, status, node_id, region";
+
+/// Rows shaped like `requests_1m` for one tenant, its filters and exactly `[from, to)`: the
+/// rollup for the whole minutes inside the range, and raw rows (aggregated the way the
+/// materialized view does) for the partial minutes at its edges, so a range that starts or ends
+/// inside a minute counts exactly what it covers.
+pub(crate) fn rollup_source(organization: Uuid, range: &TimeRange, filters: &Filters) -> String {
+    let from_ms = range.from.timestamp_millis().max(0);
+    let to_ms = range.to.timestamp_millis().max(from_ms);
+    let inner_from = (from_ms + 59_999) / 60_000 * 60_000;
+    let inner_to = to_ms / 60_000 * 60_000;
+    let raw = |from: i64, to: i64| {
+        let condition = Where::tenant(organization)
+            .instants_ms(from, to)
+            .filters(filters);
+        format!(
+            "SELECT {RAW_AS_ROLLUP} FROM request_logs WHERE {} GROUP BY {RAW_GROUP}",
+            condition.sql()
+        )
+    };
+    if inner_from >= inner_to {
+        return raw(from_ms, to_ms);
+    }
+    let whole = Where::tenant(organization)
+        .minutes(inner_from, inner_to)
+        .filters(filters);
+    let mut parts = vec![format!(
+        "SELECT {ROLLUP_COLUMNS} FROM requests_1m WHERE {}",
+        whole.sql()
+    )];
+    if from_ms < inner_from {
+        parts.push(raw(from_ms, inner_from));
+    }
+    if inner_to < to_ms {
+        parts.push(raw(inner_to, to_ms));
+    }
+    parts.join(" UNION ALL ")
 }
 
 /// `SELECT` list of the rollup's measures, in the order of [`super::rows::Measures`]. The

@@ -1,0 +1,578 @@
+//! Analytics benchmarks against the real services: how fast the ingester moves request logs
+//! from JetStream into ClickHouse, and how fast the dashboard's queries answer over 10 million
+//! rows. Each scenario uses a database and NATS prefix of its own and removes them at the end;
+//! `--write` puts the tables into `loadtest/RESULTS.md`.
+//!
+//! ```sh
+//! cargo build --release -p tollgate-loadtest --bin analytics_bench
+//! target/release/analytics_bench --write                 # both scenarios
+//! target/release/analytics_bench ingest --logs 3000000   # one, with its size
+//! target/release/analytics_bench queries --rows 10000000 --queries 50
+//! ```
+//!
+//! Needs NATS with JetStream on 127.0.0.1:4222 and ClickHouse on 127.0.0.1:8123
+//! (`scripts/services.sh` starts both), or `--nats-url` / `--clickhouse-url`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tollgate_analytics::clickhouse::{schema, ClickHouseStore, ClickHouseUrl};
+use tollgate_analytics::ingest::{self, IngestConfig, IngestMetrics};
+use tollgate_analytics::query::{Bucket, Dimension, Filters, SeriesQuery, TimeRange, TopQuery};
+use tollgate_analytics::AnalyticsStore;
+use tollgate_bus::{Bus, NatsBus};
+use tollgate_model::request_log::{AiUsage, LogBatch, RequestLog};
+use uuid::Uuid;
+
+const SCENARIOS: &[&str] = &["ingest", "queries"];
+
+struct Options {
+    scenarios: Vec<String>,
+    nats_url: String,
+    clickhouse_url: String,
+    /// Logs published for the ingest scenario.
+    logs: usize,
+    /// Logs per published batch.
+    batch_size: usize,
+    /// Ingesters side by side on one consumer.
+    ingesters: usize,
+    /// Rows of the tenant the query scenario measures.
+    rows: usize,
+    /// Times each dashboard query runs.
+    queries: usize,
+    write: bool,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        scenarios: Vec::new(),
+        nats_url: "nats://127.0.0.1:4222".into(),
+        clickhouse_url: "http://127.0.0.1:8123".into(),
+        logs: 3_000_000,
+        batch_size: 500,
+        ingesters: 1,
+        rows: 10_000_000,
+        queries: 30,
+        write: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--nats-url" => options.nats_url = value("--nats-url")?,
+            "--clickhouse-url" => options.clickhouse_url = value("--clickhouse-url")?,
+            "--logs" => options.logs = value("--logs")?.parse()?,
+            "--batch-size" => options.batch_size = value("--batch-size")?.parse()?,
+            "--ingesters" => options.ingesters = value("--ingesters")?.parse()?,
+            "--rows" => options.rows = value("--rows")?.parse()?,
+            "--queries" => options.queries = value("--queries")?.parse()?,
+            "--write" => options.write = true,
+            scenario if SCENARIOS.contains(&scenario) => options.scenarios.push(arg),
+            other => bail!(
+                "unknown argument {other}; scenarios: {}; options: --nats-url --clickhouse-url \
+                 --logs --batch-size --ingesters --rows --queries --write",
+                SCENARIOS.join(", ")
+            ),
+        }
+    }
+    if options.scenarios.is_empty() {
+        options.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    if options.batch_size == 0 || options.ingesters == 0 || options.queries == 0 {
+        bail!("--batch-size, --ingesters and --queries must be at least 1");
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = parse_args()?;
+    // The ingester's warnings (failed inserts, bus errors) belong in the benchmark's output.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut sections = Vec::new();
+    for scenario in options.scenarios.clone() {
+        eprintln!("== {scenario}");
+        let section = match scenario.as_str() {
+            "ingest" => ingest_rate(&options).await?,
+            "queries" => dashboard_queries(&options).await?,
+            _ => unreachable!("scenarios are checked when parsed"),
+        };
+        println!("{section}");
+        sections.push((scenario, section));
+    }
+    if options.write {
+        tollgate_loadtest::report::write_tool_sections("analytics_bench", &sections)?;
+        eprintln!("wrote loadtest/RESULTS.md");
+    }
+    Ok(())
+}
+
+/// A database of the benchmark's own, dropped when done.
+struct BenchDb {
+    url: ClickHouseUrl,
+    store: Arc<ClickHouseStore>,
+}
+
+impl BenchDb {
+    async fn create(server: &str) -> anyhow::Result<BenchDb> {
+        let name = format!("tg_bench_{}", Uuid::new_v4().simple());
+        let url = ClickHouseUrl::parse(&format!("{}/{name}", server.trim_end_matches('/')))?;
+        schema::migrate(&url)
+            .await
+            .context("migrating ClickHouse")?;
+        Ok(BenchDb {
+            store: Arc::new(ClickHouseStore::new(&url)),
+            url,
+        })
+    }
+
+    async fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/?database={}",
+                self.url.server, self.url.database
+            ))
+            .body(sql.to_string())
+            .send()
+            .await?;
+        let ok = response.status().is_success();
+        let text = response.text().await?;
+        if !ok {
+            bail!("{sql}: {text}");
+        }
+        Ok(text.trim().to_string())
+    }
+
+    async fn drop_database(&self) {
+        let _ = self
+            .sql(&format!("DROP DATABASE IF EXISTS {}", self.url.database))
+            .await;
+    }
+}
+
+/// Deterministic pseudo-random numbers (xorshift), so runs are comparable.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A tenant's shape: control planes, each route in one service of one control plane,
+/// consumers, nodes in two regions. Traffic is mostly 2xx with some 4xx and 5xx.
+struct SyntheticTenant {
+    organization: Uuid,
+    control_planes: Vec<Uuid>,
+    services: Vec<Uuid>,
+    /// (route, service index, control plane index)
+    routes: Vec<(Uuid, usize, usize)>,
+    consumers: Vec<Uuid>,
+    nodes: Vec<(Uuid, &'static str)>,
+}
+
+const STATUSES: &[u16] = &[
+    200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 201, 204, 301, 400, 401, 404, 429,
+    500, 502, 503,
+];
+
+impl SyntheticTenant {
+    fn new(dice: &mut Dice) -> SyntheticTenant {
+        let control_planes: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let services: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
+        let routes = (0..40)
+            .map(|_| {
+                let service = dice.below(services.len() as u64) as usize;
+                (Uuid::now_v7(), service, service % control_planes.len())
+            })
+            .collect();
+        SyntheticTenant {
+            organization: Uuid::now_v7(),
+            control_planes,
+            services,
+            routes,
+            consumers: (0..30).map(|_| Uuid::now_v7()).collect(),
+            nodes: vec![
+                (Uuid::now_v7(), "eu-west"),
+                (Uuid::now_v7(), "eu-west"),
+                (Uuid::now_v7(), "us-east"),
+                (Uuid::now_v7(), "us-east"),
+            ],
+        }
+    }
+
+    fn log(&self, dice: &mut Dice, time: DateTime<Utc>) -> RequestLog {
+        let (route, service, cp) = self.routes[dice.below(self.routes.len() as u64) as usize];
+        let (node, region) = self.nodes[dice.below(self.nodes.len() as u64) as usize];
+        let status = STATUSES[dice.below(STATUSES.len() as u64) as usize];
+        // One request in ten comes without a consumer; unmatched 404s have no route.
+        let unmatched = status == 404 && dice.below(2) == 0;
+        let consumer = (dice.below(10) != 0)
+            .then(|| self.consumers[dice.below(self.consumers.len() as u64) as usize]);
+        let upstream =
+            (!unmatched && status != 401 && status != 429).then(|| 200 + dice.below(50_000));
+        let edge = 50 + dice.below(400);
+        RequestLog {
+            id: Uuid::now_v7(),
+            time,
+            organization_id: self.organization,
+            control_plane_id: self.control_planes[cp],
+            node_id: node,
+            region: region.into(),
+            request_id: format!("{:016x}", dice.next()),
+            service_id: (!unmatched).then_some(self.services[service]),
+            route_id: (!unmatched).then_some(route),
+            consumer_id: if unmatched { None } else { consumer },
+            method: if dice.below(4) == 0 { "POST" } else { "GET" }.into(),
+            host: "api.example.com".into(),
+            path: format!("/v1/items/{}", dice.below(100_000)),
+            status,
+            latency_total_us: edge + upstream.unwrap_or(0),
+            latency_upstream_us: upstream,
+            latency_edge_us: edge,
+            bytes_in: if dice.below(4) == 0 {
+                dice.below(4096)
+            } else {
+                0
+            },
+            bytes_out: 200 + dice.below(8192),
+            client_ip: format!("10.0.{}.{}", dice.below(256), dice.below(256)),
+            ai: AiUsage::default(),
+        }
+    }
+
+    /// `count` logs evenly over `[from, from + span)`, in batches of `batch_size`.
+    fn batches(
+        &self,
+        dice: &mut Dice,
+        from: DateTime<Utc>,
+        span: chrono::Duration,
+        first: usize,
+        count: usize,
+        total: usize,
+        batch_size: usize,
+    ) -> Vec<LogBatch> {
+        let step_ms = (span.num_milliseconds() as f64 / total.max(1) as f64).max(0.0);
+        let logs: Vec<RequestLog> = (first..first + count)
+            .map(|i| {
+                let time = from + chrono::Duration::milliseconds((i as f64 * step_ms) as i64);
+                self.log(dice, time)
+            })
+            .collect();
+        logs.chunks(batch_size)
+            .map(|chunk| LogBatch {
+                id: Uuid::now_v7(),
+                node_id: chunk[0].node_id,
+                logs: chunk.to_vec(),
+            })
+            .collect()
+    }
+}
+
+fn now_ms() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default()
+}
+
+async fn ingest_rate(options: &Options) -> anyhow::Result<String> {
+    let db = BenchDb::create(&options.clickhouse_url).await?;
+    let prefix = format!("tgbench{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let result = ingest_rate_in(options, &db, &prefix).await;
+    db.drop_database().await;
+    delete_stream(&options.nats_url, &prefix).await;
+    result
+}
+
+async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow::Result<String> {
+    let bus = Arc::new(NatsBus::connect(&options.nats_url, prefix).await?);
+    // The consumer exists before publishing, so the ingesters start at the stream's beginning.
+    drop(bus.log_queue("ingest").await?);
+
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    let tenants: Vec<SyntheticTenant> = (0..10).map(|_| SyntheticTenant::new(&mut dice)).collect();
+    let start = now_ms() - chrono::Duration::hours(1);
+    eprintln!(
+        "publishing {} logs in batches of {}",
+        options.logs, options.batch_size
+    );
+    let published = Instant::now();
+    let chunk = options.batch_size * 100;
+    let mut done = 0;
+    let mut payload_bytes = 0usize;
+    while done < options.logs {
+        let count = chunk.min(options.logs - done);
+        let tenant = &tenants[(done / chunk) % tenants.len()];
+        let batches = tenant.batches(
+            &mut dice,
+            start,
+            chrono::Duration::hours(1),
+            done,
+            count,
+            options.logs,
+            options.batch_size,
+        );
+        payload_bytes += batches
+            .iter()
+            .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
+            .sum::<usize>();
+        // Several publishes in flight (JetStream acknowledges each).
+        let mut tasks = tokio::task::JoinSet::new();
+        for group in batches.chunks(batches.len().div_ceil(8).max(1)) {
+            let bus = bus.clone();
+            let group = group.to_vec();
+            tasks.spawn(async move {
+                for batch in &group {
+                    bus.publish_logs(batch).await?;
+                }
+                Ok::<_, tollgate_bus::BusError>(())
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result??;
+        }
+        done += count;
+    }
+    let publish_secs = published.elapsed().as_secs_f64();
+    eprintln!(
+        "published in {publish_secs:.1} s ({:.0} logs/s, {} bytes per log as JSON); ingesting",
+        options.logs as f64 / publish_secs,
+        payload_bytes / options.logs.max(1)
+    );
+
+    let began = Instant::now();
+    let mut running = Vec::new();
+    for _ in 0..options.ingesters {
+        let bus = NatsBus::connect(&options.nats_url, prefix).await?;
+        let queue = bus.log_queue("ingest").await?;
+        let metrics = Arc::new(IngestMetrics::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let store: Arc<dyn AnalyticsStore> = db.store.clone();
+        let task = tokio::spawn(ingest::run(
+            queue,
+            store,
+            IngestConfig::default(),
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        running.push((metrics, stop, task));
+    }
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let rows: u64 = running.iter().map(|(m, _, _)| m.rows.get()).sum();
+        if rows >= options.logs as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("ingested {rows} of {} rows in 30 minutes", options.logs);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let mut errors = 0;
+    for (metrics, stop, task) in running {
+        errors += metrics.insert_errors.get();
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    let stored: u64 = db.sql("SELECT count() FROM request_logs").await?.parse()?;
+    if stored != options.logs as u64 {
+        bail!("{stored} rows stored for {} logs published", options.logs);
+    }
+    let rate = options.logs as f64 / secs;
+    let goal = if rate >= 200_000.0 { "met" } else { "not met" };
+    Ok(format!(
+        "```sh\ntarget/release/analytics_bench ingest --logs {logs} --batch-size {batch} --ingesters {ingesters}\n```\n\n\
+         | date | logs | batch | ingesters | time | rows/s | insert errors | goal ≥ 200,000 rows/s |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {date} | {logs} | {batch} | {ingesters} | {secs:.1} s | {rate:.0} | {errors} | {goal} |\n",
+        date = Utc::now().format("%Y-%m-%d"),
+        logs = options.logs,
+        batch = options.batch_size,
+        ingesters = options.ingesters,
+    ))
+}
+
+async fn delete_stream(nats_url: &str, prefix: &str) {
+    if let Ok(client) = async_nats::connect(nats_url).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(format!("{prefix}_logs"))
+            .await;
+    }
+}
+
+async fn dashboard_queries(options: &Options) -> anyhow::Result<String> {
+    let db = BenchDb::create(&options.clickhouse_url).await?;
+    let result = dashboard_queries_in(options, &db).await;
+    db.drop_database().await;
+    result
+}
+
+async fn dashboard_queries_in(options: &Options, db: &BenchDb) -> anyhow::Result<String> {
+    let mut dice = Dice(0x2545_f491_4f6c_dd1d);
+    let measured = SyntheticTenant::new(&mut dice);
+    let others: Vec<SyntheticTenant> = (0..4).map(|_| SyntheticTenant::new(&mut dice)).collect();
+    // A week of traffic ending now: the measured tenant's rows, and a tenth as many for each
+    // of the others, interleaved as the ingester would write them.
+    let week = chrono::Duration::days(7);
+    let end = now_ms();
+    let from = end - week;
+    let other_rows = options.rows / 10;
+    let step = 200_000;
+    let began = Instant::now();
+    let mut done = 0;
+    while done < options.rows {
+        let count = step.min(options.rows - done);
+        let mut batches = measured.batches(&mut dice, from, week, done, count, options.rows, 1000);
+        for other in &others {
+            let share = count / 10;
+            let first = (done / 10).min(other_rows);
+            batches.extend(other.batches(&mut dice, from, week, first, share, other_rows, 1000));
+        }
+        db.store.insert(&batches).await?;
+        done += count;
+        if done % 2_000_000 == 0 {
+            eprintln!("inserted {done} rows of the measured tenant");
+        }
+    }
+    let load_secs = began.elapsed().as_secs_f64();
+    let total: u64 = db.sql("SELECT count() FROM request_logs").await?.parse()?;
+    let rollup_rows: u64 = db.sql("SELECT count() FROM requests_1m").await?.parse()?;
+    eprintln!(
+        "{total} rows ({rollup_rows} rollup rows before merges) in {load_secs:.0} s; optimizing"
+    );
+    // What a table settled by background merges looks like; dashboards mostly read such parts.
+    let _ = db.sql("OPTIMIZE TABLE requests_1m FINAL").await;
+    let rollup_merged: u64 = db.sql("SELECT count() FROM requests_1m").await?.parse()?;
+
+    let org = measured.organization;
+    let day = TimeRange {
+        from: end - chrono::Duration::days(1),
+        to: end,
+    };
+    let whole_week = TimeRange { from, to: end };
+    let series = |range: TimeRange, bucket, group_by, filters: Filters| SeriesQuery {
+        range,
+        bucket,
+        filters,
+        group_by,
+    };
+    let top = |range: TimeRange, by| TopQuery {
+        range,
+        filters: Filters::default(),
+        by,
+        limit: 10,
+    };
+    let one_route = Filters {
+        route: Some(measured.routes[0].0),
+        ..Default::default()
+    };
+    type Query = (&'static str, Box<dyn Fn() -> QueryKind>);
+    enum QueryKind {
+        Series(SeriesQuery),
+        Top(TopQuery),
+        Totals(TimeRange, Filters),
+    }
+    let queries: Vec<Query> = vec![
+        (
+            "totals, 24 h",
+            Box::new(move || QueryKind::Totals(day, Filters::default())),
+        ),
+        (
+            "series by minute, 24 h",
+            Box::new(move || {
+                QueryKind::Series(series(day, Bucket::Minute, None, Filters::default()))
+            }),
+        ),
+        (
+            "series by hour per status, 7 d",
+            Box::new(move || {
+                QueryKind::Series(series(
+                    whole_week,
+                    Bucket::Hour,
+                    Some(Dimension::Status),
+                    Filters::default(),
+                ))
+            }),
+        ),
+        (
+            "series by hour, one route, 7 d",
+            Box::new(move || {
+                QueryKind::Series(series(whole_week, Bucket::Hour, None, one_route.clone()))
+            }),
+        ),
+        (
+            "top 10 routes, 24 h",
+            Box::new(move || QueryKind::Top(top(day, Dimension::Route))),
+        ),
+        (
+            "top 10 consumers, 7 d",
+            Box::new(move || QueryKind::Top(top(whole_week, Dimension::Consumer))),
+        ),
+        (
+            "top 10 services, 7 d",
+            Box::new(move || QueryKind::Top(top(whole_week, Dimension::Service))),
+        ),
+    ];
+    let mut all = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut lines = String::new();
+    for (name, make) in &queries {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;
+        for _ in 0..options.queries {
+            let query = make();
+            let started = Instant::now();
+            match &query {
+                QueryKind::Series(q) => {
+                    db.store.series(org, q).await?;
+                }
+                QueryKind::Top(q) => {
+                    db.store.top(org, q).await?;
+                }
+                QueryKind::Totals(range, filters) => {
+                    db.store.totals(org, range, filters).await?;
+                }
+            }
+            let micros = started.elapsed().as_micros() as u64;
+            histogram.record(micros)?;
+            all.record(micros)?;
+        }
+        lines.push_str(&format!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            histogram.value_at_quantile(0.95) as f64 / 1000.0,
+            histogram.max() as f64 / 1000.0,
+        ));
+    }
+    let p95 = all.value_at_quantile(0.95) as f64 / 1000.0;
+    let goal = if p95 < 200.0 { "met" } else { "not met" };
+    Ok(format!(
+        "```sh\ntarget/release/analytics_bench queries --rows {rows} --queries {n}\n```\n\n\
+         {date}: {total} rows in `request_logs` ({rows} for the measured tenant, the rest for \
+         four others), a week ending at the run; {rollup_rows} rows in `requests_1m` as \
+         inserted, {rollup_merged} after `OPTIMIZE … FINAL`. Each query ran {n} times, one at \
+         a time, through `ClickHouseStore`.\n\n\
+         | query | p50 | p95 | max |\n|---|---|---|---|\n{lines}\
+         | **all** | {p50:.1} ms | **{p95:.1} ms** | {max:.1} ms |\n\n\
+         Goal p95 < 200 ms: {goal}.\n",
+        rows = options.rows,
+        n = options.queries,
+        date = Utc::now().format("%Y-%m-%d"),
+        p50 = all.value_at_quantile(0.5) as f64 / 1000.0,
+        max = all.max() as f64 / 1000.0,
+    ))
+}
