@@ -90,7 +90,7 @@ async fn each_tenant_sees_exactly_its_own_traffic() {
         .map(|n| b.log(ten + Duration::seconds(n), n as u64))
         .collect();
 
-    let a_batches = vec![
+    let a_batches = [
         batch(oks.clone()),
         batch(not_found.clone()),
         batch(failures.clone()),

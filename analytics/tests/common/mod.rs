@@ -290,7 +290,7 @@ const USERS_XML: &str = r#"<?xml version="1.0"?>
 
 /// A NATS prefix of the test's own on the shared server. Its log stream is created here with
 /// the bus's settings but a short acknowledgement deadline, so redeliveries after a crash come
-/// in seconds, not the production minute; deleted when dropped.
+/// in seconds, not the production minute; its streams are deleted when dropped.
 pub struct NatsPrefix {
     pub prefix: String,
 }
@@ -336,7 +336,12 @@ impl NatsPrefix {
 
 impl Drop for NatsPrefix {
     fn drop(&mut self) {
-        let name = format!("{}_logs", self.prefix);
+        // The log stream, and the heads and snapshots of a test that ran an edge.
+        let names = [
+            format!("{}_logs", self.prefix),
+            format!("KV_{}_heads", self.prefix),
+            format!("OBJ_{}_snapshots", self.prefix),
+        ];
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -344,9 +349,10 @@ impl Drop for NatsPrefix {
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
                     if let Ok(client) = async_nats::connect(NATS).await {
-                        let _ = async_nats::jetstream::new(client)
-                            .delete_stream(&name)
-                            .await;
+                        let js = async_nats::jetstream::new(client);
+                        for name in &names {
+                            let _ = js.delete_stream(name).await;
+                        }
                     }
                 });
             }

@@ -256,17 +256,16 @@ impl SyntheticTenant {
         }
     }
 
-    /// `count` logs evenly over `[from, from + span)`, in batches of `batch_size`.
+    /// Logs `first..first + count` of `spread`, in batches of `batch_size`.
     fn batches(
         &self,
         dice: &mut Dice,
-        from: DateTime<Utc>,
-        span: chrono::Duration,
+        spread: &Spread,
         first: usize,
         count: usize,
-        total: usize,
         batch_size: usize,
     ) -> Vec<LogBatch> {
+        let Spread { from, span, total } = *spread;
         let step_ms = (span.num_milliseconds() as f64 / total.max(1) as f64).max(0.0);
         let logs: Vec<RequestLog> = (first..first + count)
             .map(|i| {
@@ -282,6 +281,14 @@ impl SyntheticTenant {
             })
             .collect()
     }
+}
+
+/// `total` logs evenly over `[from, from + span)`.
+#[derive(Clone, Copy)]
+struct Spread {
+    from: DateTime<Utc>,
+    span: chrono::Duration,
+    total: usize,
 }
 
 fn now_ms() -> DateTime<Utc> {
@@ -316,15 +323,12 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
     while done < options.logs {
         let count = chunk.min(options.logs - done);
         let tenant = &tenants[(done / chunk) % tenants.len()];
-        let batches = tenant.batches(
-            &mut dice,
-            start,
-            chrono::Duration::hours(1),
-            done,
-            count,
-            options.logs,
-            options.batch_size,
-        );
+        let spread = Spread {
+            from: start,
+            span: chrono::Duration::hours(1),
+            total: options.logs,
+        };
+        let batches = tenant.batches(&mut dice, &spread, done, count, options.batch_size);
         payload_bytes += batches
             .iter()
             .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
@@ -438,11 +442,20 @@ async fn dashboard_queries_in(options: &Options, db: &BenchDb) -> anyhow::Result
     let mut done = 0;
     while done < options.rows {
         let count = step.min(options.rows - done);
-        let mut batches = measured.batches(&mut dice, from, week, done, count, options.rows, 1000);
+        let mine = Spread {
+            from,
+            span: week,
+            total: options.rows,
+        };
+        let theirs = Spread {
+            total: other_rows,
+            ..mine
+        };
+        let mut batches = measured.batches(&mut dice, &mine, done, count, 1000);
         for other in &others {
             let share = count / 10;
             let first = (done / 10).min(other_rows);
-            batches.extend(other.batches(&mut dice, from, week, first, share, other_rows, 1000));
+            batches.extend(other.batches(&mut dice, &theirs, first, share, 1000));
         }
         db.store.insert(&batches).await?;
         done += count;
