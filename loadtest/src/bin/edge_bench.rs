@@ -199,9 +199,11 @@ impl Bench {
     }
 
     /// An edge dedicated to one control plane whose snapshot is published on NATS first, with
-    /// request logs on (the default of `tollgate edge`).
+    /// request logs off.
     async fn edge(&self, routes: usize) -> anyhow::Result<(Peer, EdgeConfig)> {
-        self.edge_with_logs(routes, true).await
+        // Like for like: the nginx and HAProxy peers keep no access log, so neither does the edge
+        // here; the `logging` scenario measures what request logs cost.
+        self.edge_with_logs(routes, false).await
     }
 
     async fn edge_with_logs(
