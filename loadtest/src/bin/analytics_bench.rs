@@ -8,6 +8,7 @@
 //! target/release/analytics_bench --write                 # both scenarios
 //! target/release/analytics_bench ingest --logs 3000000   # one, with its size
 //! target/release/analytics_bench queries --rows 10000000 --queries 50
+//! target/release/analytics_bench freshness               # request → visible in ClickHouse
 //! ```
 //!
 //! Needs NATS with JetStream on 127.0.0.1:4222 and ClickHouse on 127.0.0.1:8123
@@ -27,7 +28,7 @@ use tollgate_bus::{Bus, NatsBus};
 use tollgate_model::request_log::{AiUsage, LogBatch, RequestLog};
 use uuid::Uuid;
 
-const SCENARIOS: &[&str] = &["ingest", "queries"];
+const SCENARIOS: &[&str] = &["ingest", "queries", "freshness"];
 
 struct Options {
     scenarios: Vec<String>,
@@ -104,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         let section = match scenario.as_str() {
             "ingest" => ingest_rate(&options).await?,
             "queries" => dashboard_queries(&options).await?,
+            "freshness" => freshness(&options).await?,
             _ => unreachable!("scenarios are checked when parsed"),
         };
         println!("{section}");
@@ -588,4 +590,202 @@ async fn dashboard_queries_in(options: &Options, db: &BenchDb) -> anyhow::Result
         p50 = all.value_at_quantile(0.5) as f64 / 1000.0,
         max = all.max() as f64 / 1000.0,
     ))
+}
+
+/// Requests sent by the freshness scenario, one every [`FRESHNESS_INTERVAL`].
+const FRESHNESS_REQUESTS: usize = 300;
+const FRESHNESS_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the scenario looks for new rows: the resolution of its figures.
+const FRESHNESS_POLL: Duration = Duration::from_millis(100);
+
+/// From a request answered by a real edge to its row being queryable in ClickHouse, with the
+/// production settings of `tollgate edge` (batches flushed every second) and `tollgate ingest`
+/// (fetches wait up to 0.5 s): edge in-process on NATS, the ingest loop, ClickHouse.
+async fn freshness(options: &Options) -> anyhow::Result<String> {
+    let db = BenchDb::create(&options.clickhouse_url).await?;
+    let prefix = format!("tgfresh{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let result = freshness_in(options, &db, &prefix).await;
+    db.drop_database().await;
+    delete_stream(&options.nats_url, &prefix).await;
+    result
+}
+
+async fn freshness_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow::Result<String> {
+    use tollgate_model::entity::{build, Build};
+    use tollgate_model::{Route, Service, Snapshot};
+
+    let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(&options.nats_url, prefix).await?);
+    let upstream = ok_upstream().await?;
+    let service = build::<Service>(
+        Build::Create { id: Uuid::now_v7() },
+        &serde_json::json!({ "name": "fresh", "url": format!("http://{upstream}/") }),
+        1,
+    )
+    .map_err(|e| anyhow::anyhow!("service: {e:?}"))?;
+    let route = build::<Route>(
+        Build::Create { id: Uuid::now_v7() },
+        &serde_json::json!({ "name": "fresh", "paths": ["/"], "service": { "id": service.id } }),
+        1,
+    )
+    .map_err(|e| anyhow::anyhow!("route: {e:?}"))?;
+    let organization = Uuid::now_v7();
+    let host = "fresh.example.com";
+    let snapshot = Snapshot::compile(
+        Uuid::now_v7(),
+        organization,
+        1,
+        vec![host.to_string()],
+        vec![service],
+        vec![route],
+    );
+    let region = "bench";
+    bus.publish_snapshot(region, &snapshot).await?;
+    let dir = tempfile::tempdir()?;
+    let edge = tollgate_edge::start(
+        tollgate_edge::EdgeConfig {
+            proxy_listen: "127.0.0.1:0".parse()?,
+            proxy_tls_listen: None,
+            master_key: None,
+            status_listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().to_path_buf(),
+            region: region.into(),
+            control_plane: None,
+            heartbeat_interval: Duration::from_secs(5),
+            binary_version: "bench".into(),
+            request_logs: tollgate_edge::RequestLogConfig::default(),
+        },
+        bus.clone(),
+    )
+    .await?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let ingester = tokio::spawn(ingest::run(
+        bus.log_queue("ingest").await?,
+        db.store.clone(),
+        IngestConfig::default(),
+        Arc::new(IngestMetrics::new()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let ready = Instant::now();
+    loop {
+        let status = client
+            .get(format!("http://{}/status/ready", edge.status_addr))
+            .send()
+            .await
+            .map(|r| r.status().is_success());
+        if let Ok(true) = status {
+            break;
+        }
+        if ready.elapsed() > Duration::from_secs(20) {
+            bail!("the edge did not load its config in 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let sent: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; FRESHNESS_REQUESTS]));
+    let sender = {
+        let sent = sent.clone();
+        let client = client.clone();
+        let proxy = edge.proxy_addr;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FRESHNESS_INTERVAL);
+            for n in 0..FRESHNESS_REQUESTS {
+                tick.tick().await;
+                let response = client
+                    .get(format!("http://{proxy}/fresh/{n}"))
+                    .header("host", host)
+                    .header("x-request-id", format!("fresh-{n}"))
+                    .send()
+                    .await;
+                if let Ok(response) = response {
+                    let _ = response.bytes().await;
+                    // Answered: from here the log line is the edge's to deliver.
+                    sent.lock().map(|mut s| s[n] = Some(Instant::now())).ok();
+                }
+            }
+        })
+    };
+    let mut delays: Vec<Option<Duration>> = vec![None; FRESHNESS_REQUESTS];
+    let deadline = Instant::now() + Duration::from_secs(60) + FRESHNESS_INTERVAL * 300;
+    while delays.iter().any(Option::is_none) && Instant::now() < deadline {
+        tokio::time::sleep(FRESHNESS_POLL).await;
+        let seen = db
+            .sql(&format!(
+                "SELECT request_id FROM request_logs WHERE organization_id = toUUID('{organization}')"
+            ))
+            .await?;
+        let now = Instant::now();
+        let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
+        for id in seen.lines() {
+            let Some(n) = id
+                .strip_prefix("fresh-")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if let (Some(slot), Some(Some(at))) = (delays.get_mut(n), sent.get(n)) {
+                if slot.is_none() {
+                    *slot = Some(now.saturating_duration_since(*at));
+                }
+            }
+        }
+    }
+    let _ = sender.await;
+    let _ = stop.send(());
+    let _ = ingester.await;
+    edge.shutdown().await;
+
+    let mut seen: Vec<Duration> = delays.iter().flatten().copied().collect();
+    let missing = FRESHNESS_REQUESTS - seen.len();
+    if seen.is_empty() {
+        bail!("no request became visible within the deadline");
+    }
+    seen.sort();
+    let at = |p: f64| seen[((seen.len() as f64 * p).ceil() as usize).clamp(1, seen.len()) - 1];
+    let (p50, p95, max) = (at(0.50), at(0.95), seen[seen.len() - 1]);
+    let goal = if missing == 0 && p95 < Duration::from_secs(5) {
+        "met"
+    } else {
+        "not met"
+    };
+    Ok(format!(
+        "```sh\ntarget/release/analytics_bench freshness\n```\n\n\
+         {FRESHNESS_REQUESTS} requests through an edge (one every {interval} ms) with `tollgate edge`'s default log settings (flush every 1 s) and `tollgate ingest`'s (fetch wait 0.5 s); each request's row looked for in ClickHouse every {poll} ms from the moment its answer arrived. The rollups the dashboard reads are written by the same insert.\n\n\
+         | date | requests | never visible | p50 | p95 | max | goal p95 < 5 s |\n\
+         |---|---|---|---|---|---|---|\n\
+         | {date} | {FRESHNESS_REQUESTS} | {missing} | {p50} ms | {p95} ms | {max} ms | {goal} |\n",
+        interval = FRESHNESS_INTERVAL.as_millis(),
+        poll = FRESHNESS_POLL.as_millis(),
+        date = Utc::now().format("%Y-%m-%d"),
+        p50 = p50.as_millis(),
+        p95 = p95.as_millis(),
+        max = max.as_millis(),
+    ))
+}
+
+/// An upstream that answers `ok` to everything, on a free port.
+async fn ok_upstream() -> anyhow::Result<std::net::SocketAddr> {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
