@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 #[path = "../../../api/tests/common/support.rs"]
 mod support;
+// Not every test binary uses the support helpers.
+#[allow(unused_imports)]
 pub use support::*;
 
 /// A running `tollgate` process; killed when dropped.
