@@ -346,6 +346,81 @@ pub struct ControlPlaneUsage {
     pub requests: u64,
 }
 
+/// Sums a store's per-day, per-control-plane counts into a month's [`Usage`]. Both stores count
+/// rows their own way and then assemble the answer here, so they agree on its shape.
+#[derive(Debug, Default)]
+pub struct UsageTally {
+    days: BTreeMap<NaiveDate, UsageDay>,
+    control_planes: BTreeMap<Uuid, u64>,
+}
+
+impl UsageTally {
+    /// Adds one day's counts for one control plane.
+    pub fn add(
+        &mut self,
+        date: NaiveDate,
+        control_plane: Uuid,
+        requests: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let day = self.days.entry(date).or_insert(UsageDay {
+            date,
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        });
+        day.requests += requests;
+        day.bytes_in += bytes_in;
+        day.bytes_out += bytes_out;
+        *self.control_planes.entry(control_plane).or_default() += requests;
+    }
+
+    /// Every day from the 1st to `today` (the whole month when it is over, none when it has not
+    /// begun), zero where nothing was counted; control planes by requests, most first.
+    pub fn finish(mut self, month: Month, today: NaiveDate) -> Usage {
+        let last_day = month.next().first_day().pred_opt().unwrap_or_default();
+        let last_shown = last_day.min(today);
+        let days: Vec<UsageDay> = month
+            .first_day()
+            .iter_days()
+            .take_while(|date| *date <= last_shown)
+            .map(|date| {
+                self.days.remove(&date).unwrap_or(UsageDay {
+                    date,
+                    requests: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                })
+            })
+            .collect();
+        // Traffic logged after `today` (a clock behind the edges') still counts in the sums.
+        let late = self.days.values();
+        let (requests, bytes_in, bytes_out) =
+            days.iter().chain(late).fold((0, 0, 0), |(r, i, o), d| {
+                (r + d.requests, i + d.bytes_in, o + d.bytes_out)
+            });
+        let mut control_planes: Vec<ControlPlaneUsage> = self
+            .control_planes
+            .into_iter()
+            .map(|(id, requests)| ControlPlaneUsage {
+                id,
+                name: String::new(),
+                requests,
+            })
+            .collect();
+        control_planes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.id.cmp(&b.id)));
+        Usage {
+            month: month.to_string(),
+            requests,
+            bytes_in,
+            bytes_out,
+            days,
+            control_planes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -17,8 +17,8 @@ use tollgate_model::request_log::{AiUsage, LogBatch, RequestLog};
 use uuid::Uuid;
 
 use crate::query::{
-    ControlPlaneUsage, Dimension, Filters, Latencies, Month, Percentiles, Point, SeriesQuery,
-    TimeRange, TopQuery, TopRow, Totals, Usage, UsageDay,
+    Dimension, Filters, Latencies, Month, Percentiles, Point, SeriesQuery, TimeRange, TopQuery,
+    TopRow, Totals, Usage, UsageTally,
 };
 use crate::{AnalyticsStore, Inserted, StoreError};
 
@@ -573,81 +573,21 @@ impl AnalyticsStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(query_failed)?;
-        let mut days: BTreeMap<NaiveDate, UsageDay> = BTreeMap::new();
-        let mut control_planes: BTreeMap<Uuid, u64> = BTreeMap::new();
+        let mut tally = UsageTally::default();
         for row in &rows {
             let int = |name: &str| row.try_get::<i64, _>(name).map_err(query_failed);
-            let date = time_of(int("day")? * day_ms)?.date_naive();
-            let requests = unsigned(int("requests")?);
-            let day = days.entry(date).or_insert(UsageDay {
-                date,
-                requests: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-            });
-            day.requests += requests;
-            day.bytes_in += unsigned(int("bytes_in")?);
-            day.bytes_out += unsigned(int("bytes_out")?);
             let control_plane = row
                 .try_get::<String, _>("control_plane_id")
                 .map_err(query_failed)?;
-            *control_planes.entry(uuid_of(&control_plane)?).or_default() += requests;
+            tally.add(
+                time_of(int("day")? * day_ms)?.date_naive(),
+                uuid_of(&control_plane)?,
+                unsigned(int("requests")?),
+                unsigned(int("bytes_in")?),
+                unsigned(int("bytes_out")?),
+            );
         }
-        Ok(month_usage(
-            month,
-            Utc::now().date_naive(),
-            days,
-            control_planes,
-        ))
-    }
-}
-
-/// Assembles a month's [`Usage`]: every day from the 1st to `today` (the whole month when it is
-/// over, none when it has not begun), zero where nothing was counted; control planes by requests,
-/// most first.
-pub fn month_usage(
-    month: Month,
-    today: NaiveDate,
-    mut counted: BTreeMap<NaiveDate, UsageDay>,
-    control_planes: BTreeMap<Uuid, u64>,
-) -> Usage {
-    let last_day = month.next().first_day().pred_opt().unwrap_or_default();
-    let last_shown = last_day.min(today);
-    let days: Vec<UsageDay> = month
-        .first_day()
-        .iter_days()
-        .take_while(|date| *date <= last_shown)
-        .map(|date| {
-            counted.remove(&date).unwrap_or(UsageDay {
-                date,
-                requests: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-            })
-        })
-        .collect();
-    // Traffic logged after `today` (a clock behind the edges') still counts in the month's sums.
-    let late = counted.values();
-    let (requests, bytes_in, bytes_out) =
-        days.iter().chain(late).fold((0, 0, 0), |(r, i, o), d| {
-            (r + d.requests, i + d.bytes_in, o + d.bytes_out)
-        });
-    let mut control_planes: Vec<ControlPlaneUsage> = control_planes
-        .into_iter()
-        .map(|(id, requests)| ControlPlaneUsage {
-            id,
-            name: String::new(),
-            requests,
-        })
-        .collect();
-    control_planes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.id.cmp(&b.id)));
-    Usage {
-        month: month.to_string(),
-        requests,
-        bytes_in,
-        bytes_out,
-        days,
-        control_planes,
+        Ok(tally.finish(month, Utc::now().date_naive()))
     }
 }
 
@@ -675,34 +615,20 @@ mod tests {
             year: 2026,
             month: 3,
         };
-        let date = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-        let counted = BTreeMap::from([(
-            date(2),
-            UsageDay {
-                date: date(2),
-                requests: 4,
-                bytes_in: 1,
-                bytes_out: 2,
-            },
-        )]);
-        let usage = month_usage(march, date(5), counted.clone(), BTreeMap::new());
+        let date = |d| chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let counted = || {
+            let mut tally = UsageTally::default();
+            tally.add(date(2), Uuid::from_u128(1), 4, 1, 2);
+            tally
+        };
+        let usage = counted().finish(march, date(5));
         assert_eq!(usage.days.len(), 5);
         assert_eq!(usage.days[1].requests, 4);
         assert_eq!(usage.requests, 4);
-        let over = month_usage(
-            march,
-            date(5) + chrono::Days::new(60),
-            counted,
-            BTreeMap::new(),
-        );
+        let over = counted().finish(march, date(5) + chrono::Days::new(60));
         assert_eq!(over.days.len(), 31);
         assert_eq!(over.days.last().unwrap().date, date(31));
-        let not_begun = month_usage(
-            march,
-            date(1).pred_opt().unwrap(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-        );
+        let not_begun = UsageTally::default().finish(march, date(1).pred_opt().unwrap());
         assert!(not_begun.days.is_empty());
     }
 }

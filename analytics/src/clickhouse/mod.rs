@@ -8,7 +8,7 @@ mod rows;
 pub mod schema;
 mod sql;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -17,8 +17,8 @@ use tollgate_model::request_log::{LogBatch, RequestLog};
 use uuid::Uuid;
 
 use crate::query::{
-    Bucket, ControlPlaneUsage, Filters, Month, Point, SeriesQuery, TimeRange, TopQuery, TopRow,
-    Totals, Usage, UsageDay,
+    Bucket, Filters, Month, Point, SeriesQuery, TimeRange, TopQuery, TopRow, Totals, Usage,
+    UsageTally,
 };
 use crate::{AnalyticsStore, Inserted, StoreError};
 use rows::{
@@ -417,61 +417,19 @@ impl AnalyticsStore for ClickHouseStore {
     }
 }
 
-/// Sums rows of `usage_1d` into the month's answer: every day up to `today` within the month
-/// (to the month's end for a past month; later days only when they had traffic), and control
-/// planes by requests, most first.
+/// Sums rows of `usage_1d` into the month's answer.
 fn usage_of(month: Month, today: NaiveDate, rows: Vec<UsageRow>) -> Usage {
-    let first = month.first_day();
-    let last_of_month = month.next().first_day().pred_opt().unwrap_or(first);
-    let mut days: BTreeMap<NaiveDate, UsageDay> = BTreeMap::new();
-    let mut control_planes: BTreeMap<Uuid, u64> = BTreeMap::new();
-    let (mut requests, mut bytes_in, mut bytes_out) = (0u64, 0u64, 0u64);
+    let mut tally = UsageTally::default();
     for row in rows {
-        let date = rows::date_of(row.day);
-        let day = days.entry(date).or_insert(UsageDay {
-            date,
-            requests: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-        });
-        day.requests += row.requests;
-        day.bytes_in += row.bytes_in;
-        day.bytes_out += row.bytes_out;
-        *control_planes.entry(row.control_plane_id).or_default() += row.requests;
-        requests += row.requests;
-        bytes_in += row.bytes_in;
-        bytes_out += row.bytes_out;
+        tally.add(
+            rows::date_of(row.day),
+            row.control_plane_id,
+            row.requests,
+            row.bytes_in,
+            row.bytes_out,
+        );
     }
-    let mut date = first;
-    while date <= today.min(last_of_month) {
-        days.entry(date).or_insert(UsageDay {
-            date,
-            requests: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-        });
-        match date.succ_opt() {
-            Some(next) => date = next,
-            None => break,
-        }
-    }
-    let mut control_planes: Vec<ControlPlaneUsage> = control_planes
-        .into_iter()
-        .map(|(id, requests)| ControlPlaneUsage {
-            id,
-            name: String::new(),
-            requests,
-        })
-        .collect();
-    control_planes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.id.cmp(&b.id)));
-    Usage {
-        month: month.to_string(),
-        requests,
-        bytes_in,
-        bytes_out,
-        days: days.into_values().collect(),
-        control_planes,
-    }
+    tally.finish(month, today)
 }
 
 #[cfg(test)]
