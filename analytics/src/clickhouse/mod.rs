@@ -1,12 +1,15 @@
 //! The production [`AnalyticsStore`]: request logs in ClickHouse (`migrations/clickhouse/`).
-//! Raw rows in `request_logs`; dashboards read the per-minute rollup `requests_1m`, billing the
-//! per-day `usage_1d`, both filled by materialized views on the same insert. Written for Debian's
+//! Raw rows in `request_logs`; dashboards read rollups by minute or hour (the narrowest that
+//! covers a query, see [`plan`]), billing the per-day `usage_1d`, all filled by materialized views
+//! on the same insert. Written for Debian's
 //! clickhouse-server 18.16 and current releases alike (DESIGN §9), over HTTP with the
 //! `clickhouse` crate (uncompressed: 18.16 answers compressed selects with nothing).
 
 mod rows;
 pub mod schema;
 mod sql;
+
+pub use sql::{plan, Part, Rollup, Source};
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,8 +20,8 @@ use tollgate_model::request_log::{LogBatch, RequestLog};
 use uuid::Uuid;
 
 use crate::query::{
-    Bucket, Filters, Month, Point, SeriesQuery, TimeRange, TopQuery, TopRow, Totals, Usage,
-    UsageTally,
+    Bucket, Dimension, Filters, Month, Point, SeriesQuery, TimeRange, TopQuery, TopRow, Totals,
+    Usage, UsageTally,
 };
 use crate::{AnalyticsStore, Inserted, StoreError};
 use rows::{
@@ -221,6 +224,29 @@ impl ClickHouseStore {
     }
 }
 
+/// The tables a query over `range` with these filters and grouping reads, biggest piece first,
+/// each once (what [`plan`] picks; for benchmarks and explanations).
+pub fn tables_read(
+    range: &TimeRange,
+    filters: &Filters,
+    group_by: Option<Dimension>,
+    minute_buckets: bool,
+) -> Vec<&'static str> {
+    let needed = sql::needed_dimensions(filters, group_by);
+    let mut tables: Vec<&'static str> = Vec::new();
+    for part in plan(
+        range.from.timestamp_millis().max(0),
+        range.to.timestamp_millis(),
+        &needed,
+        minute_buckets,
+    ) {
+        if !tables.contains(&part.source.table()) {
+            tables.push(part.source.table());
+        }
+    }
+    tables
+}
+
 fn invalid(errors: crate::query::FieldErrors) -> StoreError {
     let text = errors
         .iter()
@@ -280,20 +306,22 @@ impl AnalyticsStore for ClickHouseStore {
         query: &SeriesQuery,
     ) -> Result<Vec<Point>, StoreError> {
         query.validate().map_err(invalid)?;
+        let source = sql::grouped_source(
+            organization,
+            &query.range,
+            &query.filters,
+            query.group_by,
+            query.bucket == Bucket::Minute,
+        );
         let bucket = match query.bucket {
-            Bucket::Minute => "minute",
-            Bucket::Hour => "toStartOfHour(minute)",
-            Bucket::Day => "toStartOfDay(minute)",
+            Bucket::Minute => "t",
+            Bucket::Hour => "toStartOfHour(t)",
+            Bucket::Day => "toStartOfDay(t)",
         };
-        let group = query
-            .group_by
-            .map(sql::group_expression)
-            .unwrap_or_else(|| "''".to_string());
-        let source = sql::rollup_source(organization, &query.range, &query.filters);
         let rows: Vec<SeriesRow> = fetch_all(
             &self.client,
             &format!(
-                "SELECT toUInt32({bucket}) AS bucket, {group} AS grp, {measures} \
+                "SELECT toUInt32({bucket}) AS bucket, grp, {measures} \
                  FROM ({source}) GROUP BY bucket, grp ORDER BY bucket, grp",
                 measures = sql::MEASURES,
             ),
@@ -320,13 +348,22 @@ impl AnalyticsStore for ClickHouseStore {
 
     async fn top(&self, organization: Uuid, query: &TopQuery) -> Result<Vec<TopRow>, StoreError> {
         query.validate().map_err(invalid)?;
-        let source = sql::rollup_source(organization, &query.range, &query.filters);
+        let source = sql::grouped_source(
+            organization,
+            &query.range,
+            &query.filters,
+            Some(query.by),
+            false,
+        );
+        // The latency digests are what costs: merge them only for the groups that make the
+        // list, picked first by their counts (the same order, so the same groups).
         let rows: Vec<TopRowData> = fetch_all(
             &self.client,
             &format!(
-                "SELECT {group} AS grp, {measures} FROM ({source}) \
+                "SELECT grp, {measures} FROM ({source}) \
+                 WHERE grp IN (SELECT grp FROM (SELECT grp, countMerge(requests) AS n \
+                 FROM ({source}) GROUP BY grp ORDER BY n DESC, grp LIMIT {limit})) \
                  GROUP BY grp ORDER BY m_requests DESC, grp LIMIT {limit}",
-                group = sql::group_expression(query.by),
                 measures = sql::MEASURES,
                 limit = query.limit,
             ),
@@ -353,7 +390,7 @@ impl AnalyticsStore for ClickHouseStore {
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        let source = sql::rollup_source(organization, range, filters);
+        let source = sql::grouped_source(organization, range, filters, None, false);
         let rows: Vec<TotalsRow> = fetch_all(
             &self.client,
             &format!(

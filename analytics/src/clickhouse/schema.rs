@@ -4,8 +4,8 @@
 use super::{ClickHouseError, ClickHouseUrl};
 
 /// One file of `migrations/clickhouse/`. Its statements are separated by `;` at the end of a
-/// line, and each is safe to run twice (`IF NOT EXISTS`), so a migration cut short by a crash
-/// can simply run again.
+/// line, and each is safe to run twice (`IF NOT EXISTS`; a backfill checks what it already
+/// did), so a migration cut short by a crash can simply run again.
 pub struct Migration {
     pub name: &'static str,
     pub sql: &'static str,
@@ -20,6 +20,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0002_rollups",
         sql: include_str!("../../../migrations/clickhouse/0002_rollups.sql"),
+    },
+    Migration {
+        name: "0003_narrow_rollups",
+        sql: include_str!("../../../migrations/clickhouse/0003_narrow_rollups.sql"),
     },
 ];
 
@@ -49,6 +53,26 @@ pub fn statements(sql: &str) -> Vec<String> {
 /// Creates the database named in the URL when missing and applies the migrations it lacks, in
 /// order. Returns the names applied now (empty when it was up to date).
 pub async fn migrate(url: &ClickHouseUrl) -> Result<Vec<String>, ClickHouseError> {
+    apply(url, MIGRATIONS).await
+}
+
+/// [`migrate`], stopping after the migration named `last` (e.g. to make a database as an older
+/// release left it).
+pub async fn migrate_through(
+    url: &ClickHouseUrl,
+    last: &str,
+) -> Result<Vec<String>, ClickHouseError> {
+    let end = MIGRATIONS
+        .iter()
+        .position(|m| m.name == last)
+        .ok_or_else(|| ClickHouseError::Query(format!("no migration named {last}")))?;
+    apply(url, &MIGRATIONS[..=end]).await
+}
+
+async fn apply(
+    url: &ClickHouseUrl,
+    migrations: &[Migration],
+) -> Result<Vec<String>, ClickHouseError> {
     let server = url.client_without_database();
     super::execute(
         &server,
@@ -64,7 +88,7 @@ pub async fn migrate(url: &ClickHouseUrl) -> Result<Vec<String>, ClickHouseError
     .await?;
     let done = applied(url).await?;
     let mut now_applied = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in migrations {
         if done.iter().any(|name| name == migration.name) {
             continue;
         }

@@ -35,8 +35,8 @@ pub(crate) fn seconds(time: DateTime<Utc>) -> u32 {
 /// The nil UUID stands for "none" in the rollups' keys, which cannot be Nullable.
 pub(crate) const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
-/// A dimension's column: the same name in `request_logs` and `requests_1m` (where "none" is
-/// the nil UUID rather than NULL).
+/// A dimension's column: the same name in `request_logs` and every rollup (where "none" is the
+/// nil UUID rather than NULL).
 pub(crate) fn column(dimension: Dimension) -> &'static str {
     match dimension {
         Dimension::ControlPlane => "control_plane_id",
@@ -67,11 +67,11 @@ impl Where {
         self.sql.push_str(condition);
     }
 
-    /// `[from, to)` over the rollup's whole minutes, `from` and `to` on minute boundaries.
-    fn minutes(mut self, from_ms: i64, to_ms: i64) -> Where {
+    /// `[from, to)` over a rollup's buckets, `from` and `to` on its bucket boundaries.
+    fn buckets(mut self, time_column: &str, from_ms: i64, to_ms: i64) -> Where {
         let (from, to) = (from_ms / 1000, to_ms / 1000);
         self.and(&format!(
-            "minute >= toDateTime({from}) AND minute < toDateTime({to})"
+            "{time_column} >= toDateTime({from}) AND {time_column} < toDateTime({to})"
         ));
         self
     }
@@ -122,18 +122,169 @@ impl Where {
     }
 }
 
-/// The columns of `requests_1m`, in order.
-const ROLLUP_COLUMNS: &str = "organization_id, minute, control_plane_id, service_id, route_id, \
-    consumer_id, status, node_id, region, requests, errors_4xx, errors_5xx, bytes_in, bytes_out, \
-    latency_total, latency_upstream, latency_edge";
+/// A table of pre-aggregated requests: one row per organization, time bucket and combination of
+/// its dimensions, with the measures as `-State` columns (`migrations/clickhouse/`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rollup {
+    pub table: &'static str,
+    /// The bucket's column (`minute` or `hour`) and its width.
+    time_column: &'static str,
+    width_ms: i64,
+    dimensions: &'static [Dimension],
+}
 
-/// `requests_1m_mv`'s aggregation, for raw rows a query reads itself.
-const RAW_AS_ROLLUP: &str = "organization_id, toStartOfMinute(time) AS minute, control_plane_id, \
-    ifNull(service_id, toUUID('00000000-0000-0000-0000-000000000000')) AS service_id, \
-    ifNull(route_id, toUUID('00000000-0000-0000-0000-000000000000')) AS route_id, \
-    ifNull(consumer_id, toUUID('00000000-0000-0000-0000-000000000000')) AS consumer_id, \
-    status, node_id, region, \
-    countState() AS requests, \
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
+impl Rollup {
+    fn covers(&self, needed: &[Dimension]) -> bool {
+        needed.iter().all(|d| self.dimensions.contains(d))
+    }
+}
+
+use Dimension::{Consumer, ControlPlane, Node, Region, Route, Service, Status};
+
+pub(crate) const MINUTE_CP: Rollup = Rollup {
+    table: "requests_1m_cp",
+    time_column: "minute",
+    width_ms: MINUTE_MS,
+    dimensions: &[ControlPlane, Status],
+};
+/// Every dimension: covers any query, but holds about a state per request for a busy tenant.
+pub(crate) const MINUTE_ALL: Rollup = Rollup {
+    table: "requests_1m",
+    time_column: "minute",
+    width_ms: MINUTE_MS,
+    dimensions: &Dimension::ALL,
+};
+pub(crate) const HOUR_CP: Rollup = Rollup {
+    table: "requests_1h_cp",
+    time_column: "hour",
+    width_ms: HOUR_MS,
+    dimensions: &[ControlPlane, Status],
+};
+pub(crate) const HOUR_NODE: Rollup = Rollup {
+    table: "requests_1h_node",
+    time_column: "hour",
+    width_ms: HOUR_MS,
+    dimensions: &[ControlPlane, Region, Node],
+};
+pub(crate) const HOUR_ROUTE: Rollup = Rollup {
+    table: "requests_1h_route",
+    time_column: "hour",
+    width_ms: HOUR_MS,
+    dimensions: &[ControlPlane, Service, Route],
+};
+pub(crate) const HOUR_CONSUMER: Rollup = Rollup {
+    table: "requests_1h_consumer",
+    time_column: "hour",
+    width_ms: HOUR_MS,
+    dimensions: &[ControlPlane, Consumer],
+};
+
+/// Hourly rollups, fewest keys per hour first: the first that covers a query is the cheapest.
+const HOURLY: [&Rollup; 4] = [&HOUR_CP, &HOUR_NODE, &HOUR_ROUTE, &HOUR_CONSUMER];
+/// Minute rollups, fewest keys first; the last has every dimension, so one always covers.
+const MINUTELY: [&Rollup; 2] = [&MINUTE_CP, &MINUTE_ALL];
+
+/// Where one piece of a range is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Rollup(&'static Rollup),
+    /// `request_logs`, aggregated by the query itself.
+    Raw,
+}
+
+impl Source {
+    pub fn table(self) -> &'static str {
+        match self {
+            Source::Rollup(rollup) => rollup.table,
+            Source::Raw => "request_logs",
+        }
+    }
+}
+
+/// `[from_ms, to_ms)` of a range, read from `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub source: Source,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// The dimensions a query filters on or groups by: what its sources must keep.
+pub(crate) fn needed_dimensions(filters: &Filters, group_by: Option<Dimension>) -> Vec<Dimension> {
+    let mut needed: Vec<Dimension> = [
+        (ControlPlane, filters.control_plane.is_some()),
+        (Service, filters.service.is_some()),
+        (Route, filters.route.is_some()),
+        (Consumer, filters.consumer.is_some()),
+        (Status, filters.status.is_some()),
+        (Node, filters.node.is_some()),
+        (Region, filters.region.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(d, given)| given.then_some(d))
+    .collect();
+    if let Some(d) = group_by {
+        if !needed.contains(&d) {
+            needed.push(d);
+        }
+    }
+    needed
+}
+
+/// Splits `[from_ms, to_ms)` into the pieces that give it exactly, each from the smallest table
+/// that can: the whole hours from the first hourly rollup covering `needed` (unless the query
+/// wants minute buckets, which hourly rows cannot give), the whole minutes left over at either
+/// end from the first minute rollup covering it, and the partial minutes at the very edges from
+/// raw rows. Without an hourly rollup (or a whole hour in the range) every whole minute comes
+/// from the minute rollup.
+pub fn plan(from_ms: i64, to_ms: i64, needed: &[Dimension], minute_buckets: bool) -> Vec<Part> {
+    let to_ms = to_ms.max(from_ms);
+    let part = |source, from_ms, to_ms| Part {
+        source,
+        from_ms,
+        to_ms,
+    };
+    let ceil = |t: i64, width: i64| (t + width - 1).div_euclid(width) * width;
+    let floor = |t: i64, width: i64| t.div_euclid(width) * width;
+    let (minute_from, minute_to) = (ceil(from_ms, MINUTE_MS), floor(to_ms, MINUTE_MS));
+    if minute_from >= minute_to {
+        return vec![part(Source::Raw, from_ms, to_ms)];
+    }
+    let minute = MINUTELY
+        .into_iter()
+        .find(|r| r.covers(needed))
+        .unwrap_or(&MINUTE_ALL);
+    let hour = HOURLY
+        .into_iter()
+        .find(|r| !minute_buckets && r.covers(needed));
+    let mut parts = Vec::with_capacity(5);
+    let (hour_from, hour_to) = (ceil(from_ms, HOUR_MS), floor(to_ms, HOUR_MS));
+    match hour {
+        Some(hour) if hour_from < hour_to => {
+            parts.push(part(Source::Rollup(hour), hour_from, hour_to));
+            if minute_from < hour_from {
+                parts.push(part(Source::Rollup(minute), minute_from, hour_from));
+            }
+            if hour_to < minute_to {
+                parts.push(part(Source::Rollup(minute), hour_to, minute_to));
+            }
+        }
+        _ => parts.push(part(Source::Rollup(minute), minute_from, minute_to)),
+    }
+    if from_ms < minute_from {
+        parts.push(part(Source::Raw, from_ms, minute_from));
+    }
+    if minute_to < to_ms {
+        parts.push(part(Source::Raw, minute_to, to_ms));
+    }
+    parts
+}
+
+/// The measures as states, computed from raw rows the way the rollups' views compute them.
+const RAW_STATES: &str = "countState() AS requests, \
     sumState(toUInt64(status >= 400 AND status < 500)) AS errors_4xx, \
     sumState(toUInt64(status >= 500)) AS errors_5xx, \
     sumState(bytes_in) AS bytes_in, \
@@ -143,44 +294,78 @@ const RAW_AS_ROLLUP: &str = "organization_id, toStartOfMinute(time) AS minute, c
         toUInt8(isNotNull(latency_upstream_us))) AS latency_upstream, \
     quantilesTDigestState(0.5, 0.95, 0.99)(latency_edge_us) AS latency_edge";
 
-const RAW_GROUP: &str =
-    "organization_id, minute, control_plane_id, service_id, route_id, consumer_id, status, node_id, region";
+/// The state columns every rollup has.
+const ROLLUP_STATES: &str = "requests, errors_4xx, errors_5xx, bytes_in, bytes_out, \
+    latency_total, latency_upstream, latency_edge";
 
-/// Rows shaped like `requests_1m` for one tenant, its filters and exactly `[from, to)`: the
-/// rollup for the whole minutes inside the range, and raw rows (aggregated the way the
-/// materialized view does) for the partial minutes at its edges, so a range that starts or ends
-/// inside a minute counts exactly what it covers.
-pub(crate) fn rollup_source(organization: Uuid, range: &TimeRange, filters: &Filters) -> String {
+/// Rows of `t` (the start of the piece's minute or hour), `grp` (the group's value as text, or
+/// '' without grouping) and the measures' states, for one tenant, its filters and exactly
+/// `[from, to)`: the union of the pieces [`plan`] chose. The caller merges the states.
+pub(crate) fn grouped_source(
+    organization: Uuid,
+    range: &TimeRange,
+    filters: &Filters,
+    group_by: Option<Dimension>,
+    minute_buckets: bool,
+) -> String {
     let from_ms = range.from.timestamp_millis().max(0);
     let to_ms = range.to.timestamp_millis().max(from_ms);
-    let inner_from = (from_ms + 59_999) / 60_000 * 60_000;
-    let inner_to = to_ms / 60_000 * 60_000;
-    let raw = |from: i64, to: i64| {
-        let condition = Where::tenant(organization)
-            .instants_ms(from, to)
-            .filters(filters);
-        format!(
-            "SELECT {RAW_AS_ROLLUP} FROM request_logs WHERE {} GROUP BY {RAW_GROUP}",
-            condition.sql()
-        )
-    };
-    if inner_from >= inner_to {
-        return raw(from_ms, to_ms);
+    let needed = needed_dimensions(filters, group_by);
+    plan(from_ms, to_ms, &needed, minute_buckets)
+        .into_iter()
+        .map(|part| part_sql(organization, &part, filters, group_by))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+fn part_sql(
+    organization: Uuid,
+    part: &Part,
+    filters: &Filters,
+    group_by: Option<Dimension>,
+) -> String {
+    match part.source {
+        Source::Rollup(rollup) => {
+            let condition = Where::tenant(organization)
+                .buckets(rollup.time_column, part.from_ms, part.to_ms)
+                .filters(filters);
+            let group = group_by
+                .map(|d| format!("toString({})", column(d)))
+                .unwrap_or_else(|| "''".to_string());
+            format!(
+                "SELECT {time} AS t, {group} AS grp, {ROLLUP_STATES} FROM {table} WHERE {condition}",
+                time = rollup.time_column,
+                table = rollup.table,
+                condition = condition.sql(),
+            )
+        }
+        Source::Raw => {
+            let condition = Where::tenant(organization)
+                .instants_ms(part.from_ms, part.to_ms)
+                .filters(filters);
+            let group = group_by
+                .map(raw_group_expression)
+                .unwrap_or_else(|| "''".to_string());
+            format!(
+                "SELECT toStartOfMinute(time) AS t, {group} AS grp, {RAW_STATES} \
+                 FROM request_logs WHERE {condition} GROUP BY t, grp",
+                condition = condition.sql(),
+            )
+        }
     }
-    let whole = Where::tenant(organization)
-        .minutes(inner_from, inner_to)
-        .filters(filters);
-    let mut parts = vec![format!(
-        "SELECT {ROLLUP_COLUMNS} FROM requests_1m WHERE {}",
-        whole.sql()
-    )];
-    if from_ms < inner_from {
-        parts.push(raw(from_ms, inner_from));
+}
+
+/// A dimension's value in `request_logs` as text, "none" as the nil UUID like in the rollups.
+fn raw_group_expression(dimension: Dimension) -> String {
+    match dimension {
+        Service | Route | Consumer => {
+            format!(
+                "toString(ifNull({}, toUUID('{NIL_UUID}')))",
+                column(dimension)
+            )
+        }
+        other => format!("toString({})", column(other)),
     }
-    if inner_to < to_ms {
-        parts.push(raw(inner_to, to_ms));
-    }
-    parts.join(" UNION ALL ")
 }
 
 /// `SELECT` list of the rollup's measures, in the order of [`super::rows::Measures`]. The
@@ -194,11 +379,6 @@ pub(crate) const MEASURES: &str = "countMerge(requests) AS m_requests, \
     quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_total) AS m_latency_total, \
     quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_upstream) AS m_latency_upstream, \
     quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_edge) AS m_latency_edge";
-
-/// A dimension's value in the rollup as text (ids hyphenated, statuses in decimal).
-pub(crate) fn group_expression(dimension: Dimension) -> String {
-    format!("toString({})", column(dimension))
-}
 
 #[cfg(test)]
 mod tests {
@@ -228,5 +408,152 @@ mod tests {
              AND control_plane_id = toUUID('00000000-0000-0000-0000-000000000002') \
              AND status = 404 AND region = 'x\\' OR 1=1 --'"
         );
+    }
+
+    /// `YYYY-MM-DD hh:mm:ss.mmm` as milliseconds since the epoch.
+    fn ms(text: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.3f")
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    }
+
+    fn pieces(parts: &[Part]) -> Vec<(&'static str, i64, i64)> {
+        parts
+            .iter()
+            .map(|p| (p.source.table(), p.from_ms, p.to_ms))
+            .collect()
+    }
+
+    #[test]
+    fn whole_hours_come_from_an_hourly_rollup_and_edges_from_minutes_then_raw() {
+        let (from, to) = (ms("2026-11-19 10:17:42.250"), ms("2026-11-26 10:17:42.250"));
+        let parts = plan(from, to, &[], false);
+        assert_eq!(
+            pieces(&parts),
+            vec![
+                (
+                    "requests_1h_cp",
+                    ms("2026-11-19 11:00:00.000"),
+                    ms("2026-11-26 10:00:00.000")
+                ),
+                (
+                    "requests_1m_cp",
+                    ms("2026-11-19 10:18:00.000"),
+                    ms("2026-11-19 11:00:00.000")
+                ),
+                (
+                    "requests_1m_cp",
+                    ms("2026-11-26 10:00:00.000"),
+                    ms("2026-11-26 10:17:00.000")
+                ),
+                ("request_logs", from, ms("2026-11-19 10:18:00.000")),
+                ("request_logs", ms("2026-11-26 10:17:00.000"), to),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_dimension_reads_the_smallest_rollup_that_keeps_it() {
+        let (from, to) = (ms("2026-11-19 00:00:00.000"), ms("2026-11-26 00:00:00.000"));
+        let table = |needed: &[Dimension], minute_buckets| {
+            let parts = plan(from, to, needed, minute_buckets);
+            assert_eq!(parts.len(), 1, "aligned ranges need no edges");
+            parts[0].source.table()
+        };
+        assert_eq!(table(&[], false), "requests_1h_cp");
+        assert_eq!(table(&[Status], false), "requests_1h_cp");
+        assert_eq!(table(&[ControlPlane, Status], false), "requests_1h_cp");
+        assert_eq!(table(&[Node], false), "requests_1h_node");
+        assert_eq!(table(&[Region, ControlPlane], false), "requests_1h_node");
+        assert_eq!(table(&[Route], false), "requests_1h_route");
+        assert_eq!(table(&[Service, Route], false), "requests_1h_route");
+        assert_eq!(table(&[Consumer], false), "requests_1h_consumer");
+        // Nothing narrower keeps both: the all-dimension minute rollup.
+        assert_eq!(table(&[Consumer, Route], false), "requests_1m");
+        assert_eq!(table(&[Route, Status], false), "requests_1m");
+        assert_eq!(table(&[Node, Status], false), "requests_1m");
+        // Minute buckets cannot come from hourly rows.
+        assert_eq!(table(&[], true), "requests_1m_cp");
+        assert_eq!(table(&[Status], true), "requests_1m_cp");
+        assert_eq!(table(&[Route], true), "requests_1m");
+    }
+
+    #[test]
+    fn edges_of_a_narrow_hourly_rollup_come_from_the_minute_rollup_that_covers_them() {
+        let (from, to) = (ms("2026-11-26 09:30:00.000"), ms("2026-11-26 11:00:30.000"));
+        assert_eq!(
+            pieces(&plan(from, to, &[Route], false)),
+            vec![
+                (
+                    "requests_1h_route",
+                    ms("2026-11-26 10:00:00.000"),
+                    ms("2026-11-26 11:00:00.000")
+                ),
+                ("requests_1m", from, ms("2026-11-26 10:00:00.000")),
+                ("request_logs", ms("2026-11-26 11:00:00.000"), to),
+            ]
+        );
+    }
+
+    #[test]
+    fn short_ranges_use_minutes_or_only_raw_rows() {
+        // Less than an hour: minutes only.
+        let (from, to) = (ms("2026-11-26 10:05:00.000"), ms("2026-11-26 10:50:00.001"));
+        assert_eq!(
+            pieces(&plan(from, to, &[Status], false)),
+            vec![
+                ("requests_1m_cp", from, ms("2026-11-26 10:50:00.000")),
+                ("request_logs", ms("2026-11-26 10:50:00.000"), to),
+            ]
+        );
+        // Two hours without a whole clock hour inside: minutes only.
+        let (from, to) = (ms("2026-11-26 10:30:00.000"), ms("2026-11-26 11:30:00.000"));
+        assert_eq!(
+            pieces(&plan(from, to, &[], false)),
+            vec![("requests_1m_cp", from, to)]
+        );
+        // Inside one minute (or across a boundary without a whole minute): raw only.
+        for (from, to) in [
+            ("2026-11-26 10:05:01.000", "2026-11-26 10:05:59.999"),
+            ("2026-11-26 10:05:30.000", "2026-11-26 10:06:29.999"),
+        ] {
+            let (from, to) = (ms(from), ms(to));
+            assert_eq!(
+                pieces(&plan(from, to, &[], false)),
+                vec![("request_logs", from, to)]
+            );
+        }
+    }
+
+    #[test]
+    fn every_piece_is_whole_buckets_of_its_source_and_the_pieces_tile_the_range() {
+        let base = ms("2026-11-26 00:00:00.000");
+        let offsets = [
+            0, 1, 59_999, 60_000, 61_000, 3_599_999, 3_600_000, 3_660_001,
+        ];
+        for from_offset in offsets {
+            for to_offset in offsets.iter().map(|o| o + 2 * HOUR_MS) {
+                for minute_buckets in [false, true] {
+                    let (from, to) = (base + from_offset, base + to_offset);
+                    let mut parts = plan(from, to, &[Route], minute_buckets);
+                    parts.sort_by_key(|p| p.from_ms);
+                    assert_eq!(parts.first().unwrap().from_ms, from);
+                    assert_eq!(parts.last().unwrap().to_ms, to);
+                    for pair in parts.windows(2) {
+                        assert_eq!(pair[0].to_ms, pair[1].from_ms, "{parts:?}");
+                    }
+                    for part in &parts {
+                        assert!(part.from_ms < part.to_ms, "{parts:?}");
+                        if let Source::Rollup(rollup) = part.source {
+                            assert_eq!(part.from_ms % rollup.width_ms, 0, "{parts:?}");
+                            assert_eq!(part.to_ms % rollup.width_ms, 0, "{parts:?}");
+                        } else {
+                            assert!(part.to_ms - part.from_ms < MINUTE_MS, "{parts:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

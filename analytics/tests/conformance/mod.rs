@@ -263,6 +263,7 @@ pub async fn run(store: &dyn AnalyticsStore) {
     top(store, &fixture).await;
     recent(store, &fixture).await;
     usage(store, &fixture).await;
+    ranges_with_ragged_edges(store, &fixture).await;
     tenants_are_isolated(store, &fixture).await;
 }
 
@@ -752,6 +753,277 @@ async fn recent(store: &dyn AnalyticsStore, f: &Fixture) {
         .await
         .expect("recent");
     assert_eq!(not_found, vec![f.a_logs[2].clone()]);
+}
+
+/// Ranges that start and end inside minutes and hours. A store that keeps rollups reads such a
+/// range in pieces (whole hours, whole minutes at the ends, single requests at the very edges;
+/// and a narrower or wider rollup depending on what is filtered or grouped), and must still
+/// count exactly the requests in `[from, to)`.
+async fn ranges_with_ragged_edges(store: &dyn AnalyticsStore, f: &Fixture) {
+    let org = f.a.organization;
+    let at = |d, h, m, s, ms| {
+        Utc.with_ymd_and_hms(2025, 3, d, h, m, s).unwrap() + Duration::milliseconds(ms)
+    };
+    // From row 2 (exactly at its time) to row 8 (exactly at its time, plus 1 ms): rows 2-8.
+    // In pieces: rows 2, 3 before the first whole minute; 4, 5 in whole minutes before the
+    // first whole hour (10:01-11:00); 6, 7 in whole hours (11:00-09:00 the next day); row 8 in
+    // the last partial minute.
+    let ragged = range(at(10, 10, 0, 20, 0), at(11, 9, 0, 0, 1));
+    let totals = store
+        .totals(org, &ragged, &Filters::default())
+        .await
+        .expect("totals");
+    // Total ms 20,1,30,2,40,3,5 sorted 1,2,3,5,20,30,40 (n=7: p50 rank 4, p95 and p99 rank 7);
+    // upstream 29,30,4 sorted 4,29,30 (p50 rank 2); edge 20,1,1,2,10,3,1 sorted
+    // 1,1,1,2,3,10,20.
+    assert_eq!(
+        totals,
+        Totals {
+            requests: 7,
+            errors_4xx: 3,
+            errors_5xx: 1,
+            bytes_in: 550,
+            bytes_out: 5720,
+            latency_ms: Latencies {
+                total: ms(5.0, 40.0, 40.0),
+                upstream: ms(29.0, 30.0, 30.0),
+                edge: ms(2.0, 20.0, 20.0),
+            },
+        }
+    );
+    // One millisecond less at either end drops the row at that end.
+    for (narrower, expected) in [
+        (range(at(10, 10, 0, 20, 1), at(11, 9, 0, 0, 1)), 6),
+        (range(at(10, 10, 0, 20, 0), at(11, 9, 0, 0, 0)), 6),
+        (range(at(10, 10, 0, 20, 1), at(11, 9, 0, 0, 0)), 5),
+        // Whole hour 10:00-11:00 (rows 1-5), then 11:00:00-11:00:05 (row 6 is at 11:00:05).
+        (range(at(10, 10, 0, 0, 0), at(10, 11, 0, 5, 0)), 5),
+        (range(at(10, 10, 0, 0, 0), at(10, 11, 0, 5, 1)), 6),
+        // Inside one minute: row 3 at 10:00:45 alone.
+        (range(at(10, 10, 0, 21, 0), at(10, 10, 0, 59, 999)), 1),
+    ] {
+        let got = store
+            .totals(org, &narrower, &Filters::default())
+            .await
+            .expect("totals");
+        assert_eq!(got.requests, expected, "{narrower:?}");
+    }
+
+    let id = |id: Uuid| Some(id.to_string());
+    let top = |by, filters| TopQuery {
+        range: ragged,
+        filters,
+        by,
+        limit: 10,
+    };
+    // Rows 2-8 by route: route 0 rows 2, 4, 8; route 1 rows 5, 6, 7; row 3 none.
+    let routes = store
+        .top(org, &top(Dimension::Route, Filters::default()))
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&routes),
+        sorted(vec![
+            (id(f.a.routes[0]), 3),
+            (id(f.a.routes[1]), 3),
+            (None, 1)
+        ])
+    );
+    // Route 0: total ms 20, 30, 5 (n=3: p50 rank 2, p95 rank 3); bytes in 200 + 50.
+    let route_0 = routes
+        .iter()
+        .find(|r| r.key == id(f.a.routes[0]))
+        .expect("route 0");
+    assert_eq!(
+        (route_0.totals.errors_5xx, route_0.totals.bytes_in),
+        (1, 250)
+    );
+    assert_eq!(route_0.totals.latency_ms.total, ms(20.0, 30.0, 30.0));
+    // Service 0 is route 0's; service 1 route 1's.
+    let services = store
+        .top(org, &top(Dimension::Service, Filters::default()))
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&services),
+        sorted(vec![
+            (id(f.a.services[0]), 3),
+            (id(f.a.services[1]), 3),
+            (None, 1)
+        ])
+    );
+    // Consumer on rows 4, 6, 7, 8.
+    let consumers = store
+        .top(org, &top(Dimension::Consumer, Filters::default()))
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&consumers),
+        vec![(id(f.a.consumer), 4), (None, 3)]
+    );
+    // Node 0 (eu-west) rows 2, 3, 8; node 1 (us-east) rows 4-7.
+    let nodes = store
+        .top(org, &top(Dimension::Node, Filters::default()))
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&nodes),
+        vec![(id(f.a.nodes[1]), 4), (id(f.a.nodes[0]), 3)]
+    );
+    let regions = store
+        .top(
+            org,
+            &top(
+                Dimension::Region,
+                Filters {
+                    control_plane: Some(f.a.control_planes[0]),
+                    ..Filters::default()
+                },
+            ),
+        )
+        .await
+        .expect("top");
+    // Control plane 0: rows 2, 3, 8 (eu-west) and 4, 5 (us-east).
+    assert_eq!(
+        top_requests(&regions),
+        vec![(Some("eu-west".into()), 3), (Some("us-east".into()), 2)]
+    );
+    // Status and route together: no narrow rollup keeps both. 200s are rows 2, 8 (route 0)
+    // and 6 (route 1).
+    let ok_routes = store
+        .top(
+            org,
+            &top(
+                Dimension::Route,
+                Filters {
+                    status: Some(200),
+                    ..Filters::default()
+                },
+            ),
+        )
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&ok_routes),
+        vec![(id(f.a.routes[0]), 2), (id(f.a.routes[1]), 1)]
+    );
+    // The consumer's routes: rows 4, 8 (route 0) and 6, 7 (route 1).
+    let consumer_routes = store
+        .top(
+            org,
+            &top(
+                Dimension::Route,
+                Filters {
+                    consumer: Some(f.a.consumer),
+                    ..Filters::default()
+                },
+            ),
+        )
+        .await
+        .expect("top");
+    assert_eq!(
+        top_requests(&consumer_routes),
+        sorted(vec![(id(f.a.routes[0]), 2), (id(f.a.routes[1]), 2)])
+    );
+    // The top one only: the tie goes to the smaller key.
+    let first = store
+        .top(
+            org,
+            &TopQuery {
+                limit: 1,
+                ..top(
+                    Dimension::Route,
+                    Filters {
+                        consumer: Some(f.a.consumer),
+                        ..Filters::default()
+                    },
+                )
+            },
+        )
+        .await
+        .expect("top");
+    assert_eq!(top_requests(&first), top_requests(&consumer_routes[..1]));
+
+    // Hourly points by status: 10:00 has rows 2-5, 11:00 rows 6 and 7, 09:00 the next day
+    // row 8 (from its first millisecond, the range's last).
+    let hourly = store
+        .series(
+            org,
+            &SeriesQuery {
+                range: ragged,
+                bucket: Bucket::Hour,
+                filters: Filters::default(),
+                group_by: Some(Dimension::Status),
+            },
+        )
+        .await
+        .expect("series");
+    let status = |s: &str| Some(s.to_string());
+    assert_eq!(
+        requests(&hourly),
+        vec![
+            (at(10, 10, 0, 0, 0), status("200"), 1),
+            (at(10, 10, 0, 0, 0), status("401"), 1),
+            (at(10, 10, 0, 0, 0), status("404"), 1),
+            (at(10, 10, 0, 0, 0), status("500"), 1),
+            (at(10, 11, 0, 0, 0), status("200"), 1),
+            (at(10, 11, 0, 0, 0), status("429"), 1),
+            (at(11, 9, 0, 0, 0), status("200"), 1),
+        ]
+    );
+    // Per minute from row 2 to row 7 (11:01:05 exactly, plus 1 ms): rows 2, 3 at 10:00,
+    // 4, 5 at 10:01, 6 at 11:00, 7 at 11:01.
+    let minutes = store
+        .series(
+            org,
+            &SeriesQuery {
+                range: range(at(10, 10, 0, 20, 0), at(10, 11, 1, 5, 1)),
+                bucket: Bucket::Minute,
+                filters: Filters::default(),
+                group_by: None,
+            },
+        )
+        .await
+        .expect("series");
+    assert_eq!(
+        requests(&minutes),
+        vec![
+            (at(10, 10, 0, 0, 0), None, 2),
+            (at(10, 10, 1, 0, 0), None, 2),
+            (at(10, 11, 0, 0, 0), None, 1),
+            (at(10, 11, 1, 0, 0), None, 1),
+        ]
+    );
+    // 10:00 from 10:00:20: rows 2 and 3 only, total ms 1, 20 (n=2: p95 rank 2).
+    assert_eq!(
+        (
+            minutes[0].totals.errors_4xx,
+            minutes[0].totals.bytes_out,
+            minutes[0].totals.latency_ms.total.p95
+        ),
+        (1, 2050, 20.0)
+    );
+    // Per day, by consumer: 03-10 has rows 4, 6, 7 with one and 2, 3, 5 without; 03-11 row 8.
+    let daily = store
+        .series(
+            org,
+            &SeriesQuery {
+                range: ragged,
+                bucket: Bucket::Day,
+                filters: Filters::default(),
+                group_by: Some(Dimension::Consumer),
+            },
+        )
+        .await
+        .expect("series");
+    assert_eq!(
+        requests(&daily),
+        vec![
+            (at(10, 0, 0, 0, 0), id(f.a.consumer), 3),
+            (at(10, 0, 0, 0, 0), None, 3),
+            (at(11, 0, 0, 0, 0), id(f.a.consumer), 1),
+        ]
+    );
 }
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
