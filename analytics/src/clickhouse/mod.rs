@@ -311,7 +311,7 @@ impl AnalyticsStore for ClickHouseStore {
             &query.range,
             &query.filters,
             query.group_by,
-            query.bucket == Bucket::Minute,
+            Some(query.bucket),
         );
         let bucket = match query.bucket {
             Bucket::Minute => "t",
@@ -353,7 +353,7 @@ impl AnalyticsStore for ClickHouseStore {
             &query.range,
             &query.filters,
             Some(query.by),
-            false,
+            None,
         );
         // The latency digests are what costs: merge them only for the groups that make the
         // list, picked first by their counts (the same order, so the same groups).
@@ -390,7 +390,7 @@ impl AnalyticsStore for ClickHouseStore {
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
-        let source = sql::grouped_source(organization, range, filters, None, false);
+        let source = sql::grouped_source(organization, range, filters, None, None);
         let rows: Vec<TotalsRow> = fetch_all(
             &self.client,
             &format!(

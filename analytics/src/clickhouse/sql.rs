@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::query::{Dimension, Filters, TimeRange};
+use crate::query::{Bucket, Dimension, Filters, TimeRange};
 
 /// A string literal. Inside quotes ClickHouse reads backslash escapes, so backslashes and
 /// quotes are escaped; every other character (control characters too) stands for itself.
@@ -298,22 +298,23 @@ const RAW_STATES: &str = "countState() AS requests, \
 const ROLLUP_STATES: &str = "requests, errors_4xx, errors_5xx, bytes_in, bytes_out, \
     latency_total, latency_upstream, latency_edge";
 
-/// Rows of `t` (the start of the piece's minute or hour), `grp` (the group's value as text, or
-/// '' without grouping) and the measures' states, for one tenant, its filters and exactly
-/// `[from, to)`: the union of the pieces [`plan`] chose. The caller merges the states.
+/// Rows of `grp` (the group's value as text, or '' without grouping), the measures' states and,
+/// for a series, `t` (a time inside the row's `bucket`, on its start or finer), for one tenant,
+/// its filters and exactly `[from, to)`: the union of the pieces [`plan`] chose. The caller
+/// merges the states.
 pub(crate) fn grouped_source(
     organization: Uuid,
     range: &TimeRange,
     filters: &Filters,
     group_by: Option<Dimension>,
-    minute_buckets: bool,
+    bucket: Option<Bucket>,
 ) -> String {
     let from_ms = range.from.timestamp_millis().max(0);
     let to_ms = range.to.timestamp_millis().max(from_ms);
     let needed = needed_dimensions(filters, group_by);
-    plan(from_ms, to_ms, &needed, minute_buckets)
+    plan(from_ms, to_ms, &needed, bucket == Some(Bucket::Minute))
         .into_iter()
-        .map(|part| part_sql(organization, &part, filters, group_by))
+        .map(|part| part_sql(organization, &part, filters, group_by, bucket))
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
 }
@@ -323,6 +324,7 @@ fn part_sql(
     part: &Part,
     filters: &Filters,
     group_by: Option<Dimension>,
+    bucket: Option<Bucket>,
 ) -> String {
     match part.source {
         Source::Rollup(rollup) => {
@@ -332,9 +334,12 @@ fn part_sql(
             let group = group_by
                 .map(|d| format!("toString({})", column(d)))
                 .unwrap_or_else(|| "''".to_string());
+            let time = match bucket {
+                Some(_) => format!("{} AS t, ", rollup.time_column),
+                None => String::new(),
+            };
             format!(
-                "SELECT {time} AS t, {group} AS grp, {ROLLUP_STATES} FROM {table} WHERE {condition}",
-                time = rollup.time_column,
+                "SELECT {time}{group} AS grp, {ROLLUP_STATES} FROM {table} WHERE {condition}",
                 table = rollup.table,
                 condition = condition.sql(),
             )
@@ -346,9 +351,16 @@ fn part_sql(
             let group = group_by
                 .map(raw_group_expression)
                 .unwrap_or_else(|| "''".to_string());
+            // Raw rows are aggregated here, as coarsely as the answer allows.
+            let (time, keys) = match bucket {
+                Some(Bucket::Minute) => ("toStartOfMinute(time) AS t, ", "t, grp"),
+                Some(Bucket::Hour) => ("toStartOfHour(time) AS t, ", "t, grp"),
+                Some(Bucket::Day) => ("toStartOfDay(time) AS t, ", "t, grp"),
+                None => ("", "grp"),
+            };
             format!(
-                "SELECT toStartOfMinute(time) AS t, {group} AS grp, {RAW_STATES} \
-                 FROM request_logs WHERE {condition} GROUP BY t, grp",
+                "SELECT {time}{group} AS grp, {RAW_STATES} \
+                 FROM request_logs WHERE {condition} GROUP BY {keys}",
                 condition = condition.sql(),
             )
         }
