@@ -108,7 +108,7 @@ async fn expect_exactly(db: &TestDb, organization: Uuid, n: u64) {
         || async {
             let rollup = db
                 .number(&format!(
-                    "SELECT countMerge(requests) FROM requests_1m WHERE organization_id = toUUID('{organization}')"
+                    "SELECT countMerge(requests) FROM requests_1m_cp WHERE organization_id = toUUID('{organization}')"
                 ))
                 .await;
             assert!(rollup <= n, "the rollup counts {rollup} requests for {n} logs");

@@ -150,13 +150,6 @@ pub(crate) const MINUTE_CP: Rollup = Rollup {
     width_ms: MINUTE_MS,
     dimensions: &[ControlPlane, Status],
 };
-/// Every dimension: covers any query, but holds about a state per request for a busy tenant.
-pub(crate) const MINUTE_ALL: Rollup = Rollup {
-    table: "requests_1m",
-    time_column: "minute",
-    width_ms: MINUTE_MS,
-    dimensions: &Dimension::ALL,
-};
 pub(crate) const HOUR_CP: Rollup = Rollup {
     table: "requests_1h_cp",
     time_column: "hour",
@@ -184,8 +177,10 @@ pub(crate) const HOUR_CONSUMER: Rollup = Rollup {
 
 /// Hourly rollups, fewest keys per hour first: the first that covers a query is the cheapest.
 const HOURLY: [&Rollup; 4] = [&HOUR_CP, &HOUR_NODE, &HOUR_ROUTE, &HOUR_CONSUMER];
-/// Minute rollups, fewest keys first; the last has every dimension, so one always covers.
-const MINUTELY: [&Rollup; 2] = [&MINUTE_CP, &MINUTE_ALL];
+/// Minute rollups. A query none covers reads raw rows for what the hourly ones do not give: an
+/// all-dimension rollup would be as large as the raw table for a busy tenant, and cost more on
+/// every insert than all the narrow ones together.
+const MINUTELY: [&Rollup; 1] = [&MINUTE_CP];
 
 /// Where one piece of a range is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,10 +231,9 @@ pub(crate) fn needed_dimensions(filters: &Filters, group_by: Option<Dimension>) 
 
 /// Splits `[from_ms, to_ms)` into the pieces that give it exactly, each from the smallest table
 /// that can: the whole hours from the first hourly rollup covering `needed` (unless the query
-/// wants minute buckets, which hourly rows cannot give), the whole minutes left over at either
-/// end from the first minute rollup covering it, and the partial minutes at the very edges from
-/// raw rows. Without an hourly rollup (or a whole hour in the range) every whole minute comes
-/// from the minute rollup.
+/// wants minute buckets, which hourly rows cannot give); what is left at either end in whole
+/// minutes from the minute rollup if it covers `needed`; the rest (partial minutes, or
+/// everything no rollup covers) from raw rows.
 pub fn plan(from_ms: i64, to_ms: i64, needed: &[Dimension], minute_buckets: bool) -> Vec<Part> {
     let to_ms = to_ms.max(from_ms);
     let part = |source, from_ms, to_ms| Part {
@@ -249,36 +243,33 @@ pub fn plan(from_ms: i64, to_ms: i64, needed: &[Dimension], minute_buckets: bool
     };
     let ceil = |t: i64, width: i64| (t + width - 1).div_euclid(width) * width;
     let floor = |t: i64, width: i64| t.div_euclid(width) * width;
-    let (minute_from, minute_to) = (ceil(from_ms, MINUTE_MS), floor(to_ms, MINUTE_MS));
-    if minute_from >= minute_to {
-        return vec![part(Source::Raw, from_ms, to_ms)];
-    }
-    let minute = MINUTELY
-        .into_iter()
-        .find(|r| r.covers(needed))
-        .unwrap_or(&MINUTE_ALL);
+    let minute = MINUTELY.into_iter().find(|r| r.covers(needed));
     let hour = HOURLY
         .into_iter()
         .find(|r| !minute_buckets && r.covers(needed));
     let mut parts = Vec::with_capacity(5);
     let (hour_from, hour_to) = (ceil(from_ms, HOUR_MS), floor(to_ms, HOUR_MS));
-    match hour {
+    let rest = match hour {
         Some(hour) if hour_from < hour_to => {
             parts.push(part(Source::Rollup(hour), hour_from, hour_to));
-            if minute_from < hour_from {
-                parts.push(part(Source::Rollup(minute), minute_from, hour_from));
-            }
-            if hour_to < minute_to {
-                parts.push(part(Source::Rollup(minute), hour_to, minute_to));
-            }
+            [(from_ms, hour_from), (hour_to, to_ms)]
         }
-        _ => parts.push(part(Source::Rollup(minute), minute_from, minute_to)),
-    }
-    if from_ms < minute_from {
-        parts.push(part(Source::Raw, from_ms, minute_from));
-    }
-    if minute_to < to_ms {
-        parts.push(part(Source::Raw, minute_to, to_ms));
+        _ => [(from_ms, to_ms), (to_ms, to_ms)],
+    };
+    for (from_ms, to_ms) in rest.into_iter().filter(|(from, to)| from < to) {
+        let (minute_from, minute_to) = (ceil(from_ms, MINUTE_MS), floor(to_ms, MINUTE_MS));
+        match minute {
+            Some(minute) if minute_from < minute_to => {
+                parts.push(part(Source::Rollup(minute), minute_from, minute_to));
+                if from_ms < minute_from {
+                    parts.push(part(Source::Raw, from_ms, minute_from));
+                }
+                if minute_to < to_ms {
+                    parts.push(part(Source::Raw, minute_to, to_ms));
+                }
+            }
+            _ => parts.push(part(Source::Raw, from_ms, to_ms)),
+        }
     }
     parts
 }
@@ -454,12 +445,12 @@ mod tests {
                     ms("2026-11-19 10:18:00.000"),
                     ms("2026-11-19 11:00:00.000")
                 ),
+                ("request_logs", from, ms("2026-11-19 10:18:00.000")),
                 (
                     "requests_1m_cp",
                     ms("2026-11-26 10:00:00.000"),
                     ms("2026-11-26 10:17:00.000")
                 ),
-                ("request_logs", from, ms("2026-11-19 10:18:00.000")),
                 ("request_logs", ms("2026-11-26 10:17:00.000"), to),
             ]
         );
@@ -481,18 +472,18 @@ mod tests {
         assert_eq!(table(&[Route], false), "requests_1h_route");
         assert_eq!(table(&[Service, Route], false), "requests_1h_route");
         assert_eq!(table(&[Consumer], false), "requests_1h_consumer");
-        // Nothing narrower keeps both: the all-dimension minute rollup.
-        assert_eq!(table(&[Consumer, Route], false), "requests_1m");
-        assert_eq!(table(&[Route, Status], false), "requests_1m");
-        assert_eq!(table(&[Node, Status], false), "requests_1m");
+        // Nothing keeps both: raw rows.
+        assert_eq!(table(&[Consumer, Route], false), "request_logs");
+        assert_eq!(table(&[Route, Status], false), "request_logs");
+        assert_eq!(table(&[Node, Status], false), "request_logs");
         // Minute buckets cannot come from hourly rows.
         assert_eq!(table(&[], true), "requests_1m_cp");
         assert_eq!(table(&[Status], true), "requests_1m_cp");
-        assert_eq!(table(&[Route], true), "requests_1m");
+        assert_eq!(table(&[Route], true), "request_logs");
     }
 
     #[test]
-    fn edges_of_a_narrow_hourly_rollup_come_from_the_minute_rollup_that_covers_them() {
+    fn edges_of_a_narrow_hourly_rollup_without_a_minute_rollup_come_from_raw_rows() {
         let (from, to) = (ms("2026-11-26 09:30:00.000"), ms("2026-11-26 11:00:30.000"));
         assert_eq!(
             pieces(&plan(from, to, &[Route], false)),
@@ -502,7 +493,7 @@ mod tests {
                     ms("2026-11-26 10:00:00.000"),
                     ms("2026-11-26 11:00:00.000")
                 ),
-                ("requests_1m", from, ms("2026-11-26 10:00:00.000")),
+                ("request_logs", from, ms("2026-11-26 10:00:00.000")),
                 ("request_logs", ms("2026-11-26 11:00:00.000"), to),
             ]
         );
@@ -547,21 +538,29 @@ mod tests {
         for from_offset in offsets {
             for to_offset in offsets.iter().map(|o| o + 2 * HOUR_MS) {
                 for minute_buckets in [false, true] {
-                    let (from, to) = (base + from_offset, base + to_offset);
-                    let mut parts = plan(from, to, &[Route], minute_buckets);
-                    parts.sort_by_key(|p| p.from_ms);
-                    assert_eq!(parts.first().unwrap().from_ms, from);
-                    assert_eq!(parts.last().unwrap().to_ms, to);
-                    for pair in parts.windows(2) {
-                        assert_eq!(pair[0].to_ms, pair[1].from_ms, "{parts:?}");
-                    }
-                    for part in &parts {
-                        assert!(part.from_ms < part.to_ms, "{parts:?}");
-                        if let Source::Rollup(rollup) = part.source {
-                            assert_eq!(part.from_ms % rollup.width_ms, 0, "{parts:?}");
-                            assert_eq!(part.to_ms % rollup.width_ms, 0, "{parts:?}");
-                        } else {
-                            assert!(part.to_ms - part.from_ms < MINUTE_MS, "{parts:?}");
+                    for needed in [&[Status][..], &[Route], &[Route, Consumer]] {
+                        let (from, to) = (base + from_offset, base + to_offset);
+                        let mut parts = plan(from, to, needed, minute_buckets);
+                        parts.sort_by_key(|p| p.from_ms);
+                        assert_eq!(parts.first().unwrap().from_ms, from);
+                        assert_eq!(parts.last().unwrap().to_ms, to);
+                        for pair in parts.windows(2) {
+                            assert_eq!(pair[0].to_ms, pair[1].from_ms, "{parts:?}");
+                        }
+                        for part in &parts {
+                            assert!(part.from_ms < part.to_ms, "{parts:?}");
+                            match part.source {
+                                Source::Rollup(rollup) => {
+                                    assert!(rollup.covers(needed), "{parts:?}");
+                                    assert_eq!(part.from_ms % rollup.width_ms, 0, "{parts:?}");
+                                    assert_eq!(part.to_ms % rollup.width_ms, 0, "{parts:?}");
+                                }
+                                // With a minute rollup, raw rows only fill partial minutes.
+                                Source::Raw if needed == [Status] => {
+                                    assert!(part.to_ms - part.from_ms < MINUTE_MS, "{parts:?}");
+                                }
+                                Source::Raw => {}
+                            }
                         }
                     }
                 }
