@@ -9,7 +9,7 @@ mod nats;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use tollgate_model::request_log::LogBatch;
+use tollgate_model::request_log::{EncodedLogBatch, LogBatch};
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
@@ -87,6 +87,14 @@ pub trait Bus: Send + Sync + 'static {
     /// stored it) or, in dev, queued for the in-process ingester. Publishing a batch id again
     /// within JetStream's duplicate window stores it once.
     async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError>;
+    /// [`Bus::publish_logs`] for a batch already in its wire form (what the edge ships, so that
+    /// its lines never become owned `RequestLog`s). This default decodes it for `publish_logs`.
+    async fn publish_encoded_logs(&self, batch: &EncodedLogBatch) -> Result<(), BusError> {
+        let decoded = batch
+            .decode()
+            .map_err(|e| BusError::Decode(e.to_string()))?;
+        self.publish_logs(&decoded).await
+    }
     /// The ingester's side: log batches not yet acknowledged, oldest first. Queues opened with
     /// the same `consumer` name share the work; a batch not acknowledged in time is delivered
     /// again (the store drops batch ids it already has).

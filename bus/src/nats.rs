@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
-use tollgate_model::request_log::LogBatch;
+use tollgate_model::request_log::{EncodedLogBatch, LogBatch};
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
@@ -368,14 +368,20 @@ impl Bus for NatsBus {
     }
 
     async fn publish_logs(&self, batch: &LogBatch) -> Result<(), BusError> {
+        let encoded = batch
+            .encode()
+            .map_err(|e| BusError::Decode(e.to_string()))?;
+        self.publish_encoded_logs(&encoded).await
+    }
+
+    async fn publish_encoded_logs(&self, batch: &EncodedLogBatch) -> Result<(), BusError> {
         self.logs_stream().await?;
-        let body = serde_json::to_vec(batch).map_err(|e| BusError::Decode(e.to_string()))?;
         let ack = self
             .jetstream
             .send_publish(
                 format!("{}.logs.{}", self.prefix, batch.node_id),
                 jetstream::context::Publish::build()
-                    .payload(Bytes::from(body))
+                    .payload(batch.bytes.clone())
                     .message_id(batch.id.to_string()),
             )
             .await
@@ -435,7 +441,7 @@ impl LogQueue for NatsLogQueue {
                 }
                 Err(e) => return Err(unavailable(e)),
             };
-            match serde_json::from_slice::<LogBatch>(&message.payload) {
+            match LogBatch::decode(&message.payload) {
                 Ok(batch) => deliveries.push(LogDelivery {
                     batch,
                     ack: Acknowledgement::Nats(Box::new(message)),

@@ -165,6 +165,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
             &config.request_logs,
             bus.clone(),
             node_id,
+            &config.region,
             &config.data_dir,
             state.metrics.logs.clone(),
         )

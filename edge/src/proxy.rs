@@ -166,8 +166,6 @@ impl Proxy {
                 let started = LogDraft::new(Arrival {
                     organization_id: control_plane.organization_id,
                     control_plane_id: control_plane.id,
-                    node_id: self.state.node_id,
-                    region: &self.state.region,
                     request_id,
                     method: &parts.method,
                     host: &host,

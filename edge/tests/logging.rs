@@ -548,7 +548,7 @@ async fn a_full_spool_drops_its_oldest_batches_and_a_restarted_edge_replays_the_
     for (path, count) in spool_files(dir.path()) {
         let body = std::fs::read(&path).unwrap();
         total_bytes += body.len() as u64;
-        let batch: LogBatch = serde_json::from_slice(&body).unwrap();
+        let batch = LogBatch::decode(&body).unwrap();
         assert_eq!(batch.logs.len() as u64, count);
         spooled.extend(batch.logs.into_iter().map(|log| log.request_id));
     }

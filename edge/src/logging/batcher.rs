@@ -1,101 +1,106 @@
-//! Closes batches of log lines by count, by estimated size (so a batch always fits in one NATS
-//! message) and by time, and gives each line and batch its UUIDv7 here, off the request path.
+//! Encodes finished log lines straight into their batch's wire form, closes batches by count, by
+//! size (so a batch always fits in one NATS message) and by time, and gives each line and batch
+//! its UUIDv7 here, off the request path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tollgate_model::request_log::{LogBatch, RequestLog};
-use uuid::Uuid;
+use tollgate_model::request_log::{EncodedLogBatch, LogBatchEncoder, LogLine};
+use uuid::{NoContext, Timestamp, Uuid};
 
-/// The most a batch's JSON may weigh by [`estimated_json_bytes`]. NATS refuses messages over
-/// 1 MiB (its default `max_payload`); the estimate is an upper bound, so real batches are smaller.
+use super::record::LogRecord;
+use super::LineQueue;
+
+/// The most a batch may weigh, with room to spare under NATS's 1 MiB `max_payload`. A line's
+/// size is bounded before it is added ([`LogLine::encoded_len_bound`]), so a batch never
+/// exceeds it.
 pub const MAX_BATCH_BYTES: usize = 768 * 1024;
-
-/// Everything in a log line's JSON but the text of its string fields: field names, punctuation,
-/// ids, the timestamp and numbers at their longest. Checked by a test against serde's output.
-const FIXED_JSON_BYTES: usize = 900;
-
-/// An upper bound of `serde_json::to_vec(log).len()`. The strings are valid UTF-8 without
-/// control characters (a header value, a URI path, a method token, an IP, a region), so JSON
-/// escaping at most doubles them (`"` and `\`); the AI names come from config and may hold
-/// anything, so they get the 6 bytes of a `\u00XX` escape each.
-pub fn estimated_json_bytes(log: &RequestLog) -> usize {
-    let plain = log.region.len()
-        + log.request_id.len()
-        + log.method.len()
-        + log.host.len()
-        + log.path.len()
-        + log.client_ip.len();
-    let ai = log.ai.provider.as_ref().map_or(0, String::len)
-        + log.ai.model.as_ref().map_or(0, String::len);
-    FIXED_JSON_BYTES + 2 * plain + 6 * ai
-}
 
 pub struct Batching {
     pub node_id: Uuid,
+    pub region: String,
     pub batch_size: usize,
     pub flush_interval: Duration,
 }
 
-/// Log lines taken from the queue at once.
-const RECEIVE_CHUNK: usize = 1024;
-/// How long the batcher lets lines gather once it has emptied the queue. Short against the flush
+/// How long the batcher lets lines gather after taking what was queued. Short against the flush
 /// interval; the queue holds far more than arrives in this time.
 const GATHER_PAUSE: Duration = Duration::from_millis(10);
 
 /// Runs until `stop` fires (or its sender is gone), then closes the queue, batches what was in it
 /// and returns; dropping `outbox` tells delivery that nothing more comes.
-pub async fn run(
+pub(super) async fn run(
     batching: Batching,
-    mut queue: mpsc::Receiver<RequestLog>,
-    outbox: mpsc::Sender<LogBatch>,
+    queue: Arc<LineQueue>,
+    outbox: mpsc::Sender<EncodedLogBatch>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut open = OpenBatch::new(batching.batch_size);
-    let mut received = Vec::with_capacity(RECEIVE_CHUNK);
-    let mut stopping = false;
+    let mut open = OpenBatch::new(&batching);
+    let mut taken = Vec::new();
     loop {
         let deadline = open.deadline;
         tokio::select! {
-            count = queue.recv_many(&mut received, RECEIVE_CHUNK) => {
-                if count == 0 {
-                    // Closed (by us, on stop) and empty.
-                    break;
-                }
-                for mut log in received.drain(..) {
-                    log.id = Uuid::now_v7();
-                    let size = estimated_json_bytes(&log);
-                    if open.is_full_for(size) {
-                        send(open.close(batching.node_id), &outbox).await;
+            () = queue.filled.notified() => {
+                // Let lines gather instead of waking for each request (a wake-up per request
+                // costs the proxy's thread more than the line itself). Stopping cuts it short.
+                tokio::select! {
+                    () = tokio::time::sleep(GATHER_PAUSE) => {}
+                    _ = &mut stop => {
+                        queue.close();
+                        break;
                     }
-                    open.push(log, size, batching.flush_interval);
                 }
-                if open.logs.len() >= batching.batch_size {
-                    send(open.close(batching.node_id), &outbox).await;
-                }
-                if count < RECEIVE_CHUNK && !stopping {
-                    // The queue is empty: let lines gather instead of waking for each request
-                    // (a wake-up per request costs the proxy's thread more than the line itself).
-                    tokio::time::sleep(GATHER_PAUSE).await;
-                }
+                queue.take(&mut taken);
+                add_lines(&mut open, &mut taken, &batching, &outbox).await;
             }
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                send(open.close(batching.node_id), &outbox).await;
+                send(open.close(), &outbox).await;
             }
-            _ = &mut stop, if !stopping => {
+            _ = &mut stop => {
                 // Lines already queued are still taken; later pushes are refused and counted.
-                stopping = true;
                 queue.close();
+                break;
             }
         }
     }
-    if !open.logs.is_empty() {
-        send(open.close(batching.node_id), &outbox).await;
+    queue.take(&mut taken);
+    add_lines(&mut open, &mut taken, &batching, &outbox).await;
+    if !open.is_empty() {
+        send(open.close(), &outbox).await;
     }
 }
 
-async fn send(batch: LogBatch, outbox: &mpsc::Sender<LogBatch>) {
+async fn add_lines(
+    open: &mut OpenBatch,
+    lines: &mut Vec<LogRecord>,
+    batching: &Batching,
+    outbox: &mpsc::Sender<EncodedLogBatch>,
+) {
+    for record in lines.drain(..) {
+        // The line's id carries its own arrival time; its random bits come from uuid's
+        // thread-local generator (no clock read, no lock, unlike `Uuid::now_v7`).
+        let id = Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            u64::try_from(record.time_secs).unwrap_or(0),
+            record.time_nanos,
+        ));
+        let line = record.line(id, batching.node_id, &batching.region);
+        if open.is_full_for(&line) {
+            send(open.close(), outbox).await;
+        }
+        open.push(&line);
+    }
+    if open.lines() >= batching.batch_size {
+        send(open.close(), outbox).await;
+    }
+}
+
+async fn send(batch: Option<EncodedLogBatch>, outbox: &mpsc::Sender<EncodedLogBatch>) {
+    let Some(batch) = batch else {
+        return;
+    };
     // Waiting here (delivery is slow) fills the queue behind us, never a request.
     if outbox.send(batch).await.is_err() {
         tracing::error!("request log delivery has stopped; a batch is lost");
@@ -103,45 +108,70 @@ async fn send(batch: LogBatch, outbox: &mpsc::Sender<LogBatch>) {
 }
 
 struct OpenBatch {
-    logs: Vec<RequestLog>,
-    bytes: usize,
+    encoder: Option<LogBatchEncoder>,
+    node_id: Uuid,
     batch_size: usize,
+    flush_interval: Duration,
+    /// The last batch's size: the next one's buffer is made about as large at once.
+    last_bytes: usize,
     /// When the oldest line in the batch has waited long enough.
     deadline: Option<Instant>,
 }
 
 impl OpenBatch {
-    fn new(batch_size: usize) -> OpenBatch {
+    fn new(batching: &Batching) -> OpenBatch {
         OpenBatch {
-            logs: Vec::with_capacity(batch_size),
-            bytes: 0,
-            batch_size,
+            encoder: None,
+            node_id: batching.node_id,
+            batch_size: batching.batch_size,
+            flush_interval: batching.flush_interval,
+            last_bytes: 16 * 1024,
             deadline: None,
         }
     }
 
-    fn is_full_for(&self, size: usize) -> bool {
-        !self.logs.is_empty()
-            && (self.logs.len() >= self.batch_size || self.bytes + size > MAX_BATCH_BYTES)
+    fn lines(&self) -> usize {
+        self.encoder.as_ref().map_or(0, LogBatchEncoder::lines)
     }
 
-    fn push(&mut self, log: RequestLog, size: usize, flush_interval: Duration) {
-        if self.logs.is_empty() {
-            self.deadline = Some(Instant::now() + flush_interval);
+    fn is_empty(&self) -> bool {
+        self.lines() == 0
+    }
+
+    fn is_full_for(&self, line: &LogLine<'_>) -> bool {
+        self.encoder.as_ref().is_some_and(|encoder| {
+            !encoder.is_empty()
+                && (encoder.lines() >= self.batch_size
+                    || encoder.len_bytes() + line.encoded_len_bound() > MAX_BATCH_BYTES)
+        })
+    }
+
+    fn push(&mut self, line: &LogLine<'_>) {
+        let capacity = (self.last_bytes + self.last_bytes / 8).min(MAX_BATCH_BYTES);
+        let node_id = self.node_id;
+        let encoder = self.encoder.get_or_insert_with(|| {
+            // The batch id is made when its first line comes: batches are opened and closed
+            // one at a time, so their ids still go by age, as spool replay needs.
+            LogBatchEncoder::new(Uuid::now_v7(), node_id, capacity)
+        });
+        if let Err(e) = encoder.push(line) {
+            // Only a line postcard cannot write, which these types never are.
+            tracing::error!(error = %e, "cannot encode a request log line; dropping it");
+            return;
         }
-        self.logs.push(log);
-        self.bytes += size;
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.flush_interval);
+        }
     }
 
-    fn close(&mut self, node_id: Uuid) -> LogBatch {
-        self.bytes = 0;
+    fn close(&mut self) -> Option<EncodedLogBatch> {
         self.deadline = None;
-        let logs = std::mem::replace(&mut self.logs, Vec::with_capacity(self.batch_size));
-        LogBatch {
-            id: Uuid::now_v7(),
-            node_id,
-            logs,
+        let encoder = self.encoder.take()?;
+        if encoder.is_empty() {
+            return None;
         }
+        self.last_bytes = encoder.len_bytes();
+        Some(encoder.finish())
     }
 }
 
@@ -149,80 +179,102 @@ impl OpenBatch {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
-    use tollgate_model::request_log::AiUsage;
+    use crate::logging::record::LogText;
+    use std::net::IpAddr;
 
-    fn log_with(text: &str) -> RequestLog {
-        RequestLog {
-            id: Uuid::max(),
-            time: Utc.timestamp_opt(4_000_000_000, 999_999_999).unwrap(),
-            organization_id: Uuid::max(),
-            control_plane_id: Uuid::max(),
-            node_id: Uuid::max(),
-            region: text.into(),
-            request_id: text.into(),
-            service_id: Some(Uuid::max()),
-            route_id: Some(Uuid::max()),
-            consumer_id: Some(Uuid::max()),
-            method: text.into(),
-            host: text.into(),
-            path: text.into(),
-            status: u16::MAX,
-            latency_total_us: u64::MAX,
-            latency_upstream_us: Some(u64::MAX),
-            latency_edge_us: u64::MAX,
-            bytes_in: u64::MAX,
-            bytes_out: u64::MAX,
-            client_ip: text.into(),
-            ai: AiUsage {
-                provider: Some(format!("{text}\u{1}")),
-                model: Some(format!("{text}\u{1}")),
-                prompt_tokens: u64::MAX,
-                completion_tokens: u64::MAX,
-                cost_micros: u64::MAX,
+    fn record(text: &str) -> LogRecord {
+        LogRecord::new(
+            Uuid::max(),
+            Uuid::max(),
+            LogText {
+                request_id: text,
+                method: text,
+                host: text,
+                path: text,
             },
+            IpAddr::from([0xffff; 8]),
+        )
+    }
+
+    fn batching(batch_size: usize) -> Batching {
+        Batching {
+            node_id: Uuid::max(),
+            region: "eu".into(),
+            batch_size,
+            flush_interval: Duration::from_secs(1),
         }
     }
 
-    #[test]
-    fn the_estimate_bounds_the_json_of_the_longest_lines() {
-        for text in ["", "a", "\"\\\"", &"\\".repeat(1024), &"é".repeat(500)] {
-            let log = log_with(text);
-            let json = serde_json::to_vec(&log).unwrap();
-            assert!(
-                json.len() <= estimated_json_bytes(&log),
-                "{} > {} for {text:?}",
-                json.len(),
-                estimated_json_bytes(&log)
+    #[tokio::test]
+    async fn batches_close_by_count_and_by_size() {
+        let batching = batching(3);
+        let mut open = OpenBatch::new(&batching);
+        let small = record("a");
+        let line = small.line(Uuid::max(), Uuid::max(), "eu");
+        for _ in 0..3 {
+            assert!(!open.is_full_for(&line));
+            open.push(&line);
+        }
+        assert!(open.is_full_for(&line));
+        let batch = open.close().unwrap();
+        assert_eq!(batch.lines, 3);
+        assert_eq!(batch.decode().unwrap().logs.len(), 3);
+        assert!(open.deadline.is_none());
+        assert!(open.close().is_none());
+
+        // Long lines: closed by size, and no batch over the bound.
+        let batching = batching_of_size(usize::MAX);
+        let mut open = OpenBatch::new(&batching);
+        let long = record(&"x".repeat(1024));
+        let line = long.line(Uuid::max(), Uuid::max(), "eu");
+        let mut closed = Vec::new();
+        for _ in 0..1000 {
+            if open.is_full_for(&line) {
+                closed.extend(open.close());
+            }
+            open.push(&line);
+        }
+        assert!(!closed.is_empty());
+        for batch in &closed {
+            assert!(batch.bytes.len() <= MAX_BATCH_BYTES);
+            assert!(batch.bytes.len() > MAX_BATCH_BYTES - 5 * 1024);
+        }
+    }
+
+    fn batching_of_size(batch_size: usize) -> Batching {
+        batching(batch_size)
+    }
+
+    #[tokio::test]
+    async fn lines_are_encoded_with_the_node_region_and_their_own_ids() {
+        let queue = Arc::new(LineQueue::new(16));
+        let (outbox, mut outgoing) = mpsc::channel(4);
+        let (stop, stopped) = oneshot::channel();
+        let batcher = tokio::spawn(run(batching(10), queue.clone(), outbox, stopped));
+        for i in 0..5 {
+            assert!(queue.push(record(&format!("r{i}"))).is_ok());
+        }
+        stop.send(()).unwrap();
+        batcher.await.unwrap();
+        assert!(matches!(
+            queue.push(record("late")),
+            Err(super::super::Refused::Closed)
+        ));
+        let batch = outgoing.recv().await.unwrap().decode().unwrap();
+        assert!(outgoing.recv().await.is_none());
+        assert_eq!(batch.node_id, Uuid::max());
+        let ids: std::collections::BTreeSet<Uuid> = batch.logs.iter().map(|l| l.id).collect();
+        assert_eq!(ids.len(), 5);
+        for (i, log) in batch.logs.iter().enumerate() {
+            assert_eq!(log.request_id, format!("r{i}"));
+            assert_eq!(log.region, "eu");
+            assert_eq!(log.node_id, Uuid::max());
+            assert_eq!(log.client_ip, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+            assert_eq!(log.id.get_version_num(), 7);
+            assert_eq!(
+                log.id.get_timestamp().unwrap().to_unix().0,
+                log.time.timestamp() as u64
             );
         }
-        // And is not wildly above it for ordinary lines.
-        let log = log_with("");
-        let json = serde_json::to_vec(&log).unwrap();
-        assert!(
-            estimated_json_bytes(&log) < json.len() + 200,
-            "{}",
-            json.len()
-        );
-    }
-
-    #[test]
-    fn batches_close_by_count_and_by_size() {
-        let mut open = OpenBatch::new(3);
-        for _ in 0..3 {
-            assert!(!open.is_full_for(10));
-            open.push(log_with(""), 10, Duration::from_secs(1));
-        }
-        assert!(open.is_full_for(10));
-        let batch = open.close(Uuid::nil());
-        assert_eq!(batch.logs.len(), 3);
-        assert!(open.deadline.is_none());
-
-        open.push(log_with(""), MAX_BATCH_BYTES - 5, Duration::from_secs(1));
-        assert!(open.is_full_for(10));
-        // A line alone in a batch always fits.
-        let mut empty = OpenBatch::new(3);
-        assert!(!empty.is_full_for(MAX_BATCH_BYTES * 2));
-        empty.push(log_with(""), 1, Duration::from_secs(1));
     }
 }

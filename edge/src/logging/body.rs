@@ -11,12 +11,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{SubsecRound, Utc};
 use http::{HeaderValue, Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use tollgate_model::request_log::{logged_path, AiUsage, RequestLog};
+use tollgate_model::request_log::logged_path;
 use uuid::Uuid;
 
+use super::record::{LogRecord, LogText};
 use super::LogSink;
 use crate::errors::ProxyBody;
 use crate::metrics::RequestLabels;
@@ -68,7 +68,7 @@ where
 /// A log line under way: everything known at the time the control plane was selected, plus the
 /// request body counter.
 pub struct LogDraft {
-    record: RequestLog,
+    record: LogRecord,
     bytes_in: Option<Arc<AtomicU64>>,
 }
 
@@ -76,8 +76,6 @@ pub struct LogDraft {
 pub struct Arrival<'a> {
     pub organization_id: Uuid,
     pub control_plane_id: Uuid,
-    pub node_id: Uuid,
-    pub region: &'a str,
     pub request_id: &'a HeaderValue,
     pub method: &'a Method,
     pub host: &'a str,
@@ -91,31 +89,18 @@ pub struct Arrival<'a> {
 impl LogDraft {
     pub fn new(arrival: Arrival<'_>) -> LogDraft {
         LogDraft {
-            record: RequestLog {
-                // Given by the batcher, off the request path.
-                id: Uuid::nil(),
-                time: Utc::now().trunc_subsecs(3),
-                organization_id: arrival.organization_id,
-                control_plane_id: arrival.control_plane_id,
-                node_id: arrival.node_id,
-                region: arrival.region.to_owned(),
-                request_id: arrival.request_id.to_str().unwrap_or_default().to_owned(),
-                service_id: None,
-                route_id: None,
-                consumer_id: None,
-                // Host and method are as long as the client likes: cut like paths.
-                method: logged_path(arrival.method.as_str()).to_owned(),
-                host: logged_path(arrival.host).to_owned(),
-                path: logged_path(arrival.path).to_owned(),
-                status: 0,
-                latency_total_us: 0,
-                latency_upstream_us: None,
-                latency_edge_us: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                client_ip: arrival.client_ip.to_string(),
-                ai: AiUsage::default(),
-            },
+            record: LogRecord::new(
+                arrival.organization_id,
+                arrival.control_plane_id,
+                LogText {
+                    request_id: arrival.request_id.to_str().unwrap_or_default(),
+                    // Host and method are as long as the client likes: cut like paths.
+                    method: logged_path(arrival.method.as_str()),
+                    host: logged_path(arrival.host),
+                    path: logged_path(arrival.path),
+                },
+                arrival.client_ip,
+            ),
             bytes_in: arrival.has_body.then(|| Arc::new(AtomicU64::new(0))),
         }
     }

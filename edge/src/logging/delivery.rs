@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tollgate_bus::{Bus, BusError};
-use tollgate_model::request_log::LogBatch;
+use tollgate_model::request_log::EncodedLogBatch;
 
 use super::spool::{Spool, SpoolError};
 use crate::metrics::LogMetrics;
@@ -28,7 +28,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub async fn run(
     bus: Arc<dyn Bus>,
     mut spool: Spool,
-    mut outbox: mpsc::Receiver<LogBatch>,
+    mut outbox: mpsc::Receiver<EncodedLogBatch>,
     metrics: LogMetrics,
 ) {
     let mut retry = RETRY_FIRST;
@@ -53,7 +53,7 @@ pub async fn run(
                 }
             };
             if let Err(e) = published {
-                tracing::warn!(batch = %batch.id, logs = batch.logs.len(), error = %e, "publishing request logs failed; spooling them");
+                tracing::warn!(batch = %batch.id, logs = batch.lines, error = %e, "publishing request logs failed; spooling them");
                 store(&mut spool, &batch, &metrics).await;
             }
             continue;
@@ -87,17 +87,22 @@ pub async fn run(
     }
 }
 
-async fn publish(bus: &dyn Bus, batch: &LogBatch, metrics: &LogMetrics) -> Result<(), BusError> {
-    let published = match tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish_logs(batch)).await {
-        Ok(published) => published,
-        Err(_) => Err(BusError::Unavailable(format!(
-            "no acknowledgement within {PUBLISH_TIMEOUT:?}"
-        ))),
-    };
+async fn publish(
+    bus: &dyn Bus,
+    batch: &EncodedLogBatch,
+    metrics: &LogMetrics,
+) -> Result<(), BusError> {
+    let published =
+        match tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish_encoded_logs(batch)).await {
+            Ok(published) => published,
+            Err(_) => Err(BusError::Unavailable(format!(
+                "no acknowledgement within {PUBLISH_TIMEOUT:?}"
+            ))),
+        };
     match &published {
         Ok(()) => {
             metrics.batches_published.inc();
-            metrics.shipped.inc_by(batch.logs.len() as u64);
+            metrics.shipped.inc_by(batch.lines);
         }
         Err(_) => metrics.publish_failures.inc(),
     }
@@ -130,10 +135,10 @@ async fn replay_oldest(
     Ok(())
 }
 
-async fn store(spool: &mut Spool, batch: &LogBatch, metrics: &LogMetrics) {
+async fn store(spool: &mut Spool, batch: &EncodedLogBatch, metrics: &LogMetrics) {
     if let Err(e) = spool.push(batch).await {
         let e: SpoolError = e;
         tracing::error!(batch = %batch.id, error = %e, "cannot spool request logs; they are lost");
-        metrics.dropped_spool_error.inc_by(batch.logs.len() as u64);
+        metrics.dropped_spool_error.inc_by(batch.lines);
     }
 }

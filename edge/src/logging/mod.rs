@@ -1,26 +1,28 @@
 //! Request logs (DESIGN §9): every answered request becomes a `RequestLog` when its response body
-//! ends ([`body`]); the request path hands it to a bounded queue without waiting; a batcher closes
-//! batches by count, size and time ([`batcher`]); delivery publishes them on the bus, or spools
+//! ends ([`body`]); the request path hands it to a bounded queue without waiting; a batcher encodes
+//! the lines into their batch's wire form and closes batches by count, size and time
+//! ([`batcher`]); delivery publishes them on the bus, or spools
 //! them to the data dir while the bus is unreachable and replays them oldest first
 //! ([`delivery`], [`spool`]). Nothing accepted into the queue is lost except by a counted drop.
 
 mod batcher;
 pub mod body;
 mod delivery;
+mod record;
 mod spool;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tollgate_bus::Bus;
-use tollgate_model::request_log::RequestLog;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::LogMetrics;
+use record::LogRecord;
 pub use spool::SpoolError;
 
 /// Where the spool lives inside the edge's data dir.
@@ -57,23 +59,89 @@ pub struct LogSink {
 }
 
 struct SinkInner {
-    queue: mpsc::Sender<RequestLog>,
+    queue: Arc<LineQueue>,
     metrics: LogMetrics,
 }
 
 impl LogSink {
     /// Queues a finished log line; never waits. A full queue (the shipper cannot keep up)
     /// drops the line and counts it.
-    pub fn push(&self, log: RequestLog) {
-        match self.inner.queue.try_send(log) {
+    pub(crate) fn push(&self, record: LogRecord) {
+        match self.inner.queue.push(record) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.inner.metrics.dropped_queue_full.inc(),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.inner.metrics.dropped_shutdown.inc(),
+            Err(Refused::Full) => self.inner.metrics.dropped_queue_full.inc(),
+            Err(Refused::Closed) => self.inner.metrics.dropped_shutdown.inc(),
         }
     }
 
     pub fn metrics(&self) -> &LogMetrics {
         &self.inner.metrics
+    }
+}
+
+/// The bounded queue of finished lines between the request path and the batcher: a vector
+/// behind a lock that the batcher swaps out whole. A tokio channel woke the batcher task for
+/// nearly every line and moved lines one by one; here a push is a short uncontended lock, and
+/// only the push that finds the queue empty wakes the batcher, which then lets lines gather.
+struct LineQueue {
+    state: Mutex<QueueState>,
+    /// Signalled by the push that finds the queue empty.
+    filled: Notify,
+    capacity: usize,
+}
+
+struct QueueState {
+    lines: Vec<LogRecord>,
+    closed: bool,
+}
+
+enum Refused {
+    Full,
+    Closed,
+}
+
+impl LineQueue {
+    fn new(capacity: usize) -> LineQueue {
+        LineQueue {
+            state: Mutex::new(QueueState {
+                lines: Vec::new(),
+                closed: false,
+            }),
+            filled: Notify::new(),
+            capacity,
+        }
+    }
+
+    fn push(&self, record: LogRecord) -> Result<(), Refused> {
+        // A panic while holding the lock leaves a vector of whole lines: still usable.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        if state.lines.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        let was_empty = state.lines.is_empty();
+        state.lines.push(record);
+        drop(state);
+        if was_empty {
+            self.filled.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves every queued line into `into` (empty), leaving its allocation to the queue.
+    fn take(&self, into: &mut Vec<LogRecord>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut state.lines, into);
+    }
+
+    /// Refuses later pushes; lines already queued can still be taken.
+    fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
     }
 }
 
@@ -120,6 +188,7 @@ pub async fn start(
     config: &RequestLogConfig,
     bus: Arc<dyn Bus>,
     node_id: Uuid,
+    region: &str,
     data_dir: &Path,
     metrics: LogMetrics,
 ) -> Result<(LogSink, LogShipper), SpoolError> {
@@ -135,17 +204,18 @@ pub async fn start(
             "request log batches in the spool from an earlier run; replaying them"
         );
     }
-    let (queue, incoming) = mpsc::channel(queue_capacity(config));
+    let queue = Arc::new(LineQueue::new(queue_capacity(config)));
     let (outbox, outgoing) = mpsc::channel(OUTBOX_BATCHES);
     let (stop, stopped) = oneshot::channel();
     let batcher = tokio::spawn(
         batcher::run(
             batcher::Batching {
                 node_id,
+                region: region.to_owned(),
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
             },
-            incoming,
+            queue.clone(),
             outbox,
             stopped,
         )

@@ -2,12 +2,14 @@
 //! `<data dir>/log-spool/`, named `<batch id>-<lines>.batch`. Batch ids are UUIDv7, so name order
 //! is age order and replay goes oldest first; the line count in the name lets a dropped file be
 //! counted without reading it. Files are written to a temporary name, synced, then renamed, so a
-//! crash leaves whole batches or nothing.
+//! crash leaves whole batches or nothing. A file holds the batch's wire form, as published (an
+//! earlier edge's JSON files still read).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use tollgate_model::request_log::LogBatch;
+use bytes::Bytes;
+use tollgate_model::request_log::{EncodedLogBatch, LogCodecError};
 use uuid::Uuid;
 
 use crate::metrics::LogMetrics;
@@ -25,7 +27,7 @@ pub enum SpoolError {
     #[error("request log spool file {path} is not a batch: {source}")]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        source: LogCodecError,
     },
 }
 
@@ -115,19 +117,11 @@ impl Spool {
 
     /// Writes a batch to the spool, first dropping the oldest batches (counted) if it would not
     /// fit. A batch bigger than the whole spool is dropped itself.
-    pub async fn push(&mut self, batch: &LogBatch) -> Result<(), SpoolError> {
-        let body = match serde_json::to_vec(batch) {
-            Ok(body) => body,
-            Err(source) => {
-                return Err(SpoolError::Corrupt {
-                    path: self.dir.clone(),
-                    source,
-                })
-            }
-        };
+    pub async fn push(&mut self, batch: &EncodedLogBatch) -> Result<(), SpoolError> {
+        let body = batch.bytes.clone();
         let entry = SpoolEntry {
             batch_id: batch.id,
-            logs: batch.logs.len() as u64,
+            logs: batch.lines,
             bytes: body.len() as u64,
         };
         if entry.bytes > self.max_bytes {
@@ -156,12 +150,11 @@ impl Spool {
     }
 
     /// Reads the oldest batch back.
-    pub async fn read_oldest(&self) -> Option<Result<LogBatch, SpoolError>> {
+    pub async fn read_oldest(&self) -> Option<Result<EncodedLogBatch, SpoolError>> {
         let path = self.path_of(self.oldest()?);
         Some(match tokio::fs::read(&path).await {
-            Ok(body) => {
-                serde_json::from_slice(&body).map_err(|source| SpoolError::Corrupt { path, source })
-            }
+            Ok(body) => EncodedLogBatch::from_bytes(Bytes::from(body))
+                .map_err(|source| SpoolError::Corrupt { path, source }),
             Err(source) => Err(SpoolError::Io { path, source }),
         })
     }
