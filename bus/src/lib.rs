@@ -38,7 +38,7 @@ pub enum SnapshotBody {
     /// threads, and can check their hash without re-encoding them.
     Encoded(Vec<u8>),
     /// Already decoded, by a bus that keeps snapshots in memory.
-    Decoded(Snapshot),
+    Decoded(Box<Snapshot>),
 }
 
 /// Which control planes an edge wants: all of a region's, or one.
@@ -97,7 +97,10 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         head: &SnapshotHead,
     ) -> Result<Option<SnapshotBody>, BusError> {
-        Ok(self.fetch_snapshot(head).await?.map(SnapshotBody::Decoded))
+        Ok(self
+            .fetch_snapshot(head)
+            .await?
+            .map(|snapshot| SnapshotBody::Decoded(Box::new(snapshot))))
     }
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError>;
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError>;

@@ -299,7 +299,7 @@ fn decode_and_verify(body: SnapshotBody) -> Result<(Snapshot, Duration, Duration
             if !snapshot.verify() {
                 return Err("body does not match its hash".into());
             }
-            return Ok((snapshot, Duration::ZERO, verifying.elapsed()));
+            return Ok((*snapshot, Duration::ZERO, verifying.elapsed()));
         }
     };
     let (decoded, (encoded_hash, hashing)) = std::thread::scope(|scope| {
@@ -504,7 +504,7 @@ mod tests {
         assert!(decode_and_verify(SnapshotBody::Encoded(b"{".to_vec()))
             .unwrap_err()
             .starts_with("undecodable body"));
-        assert!(decode_and_verify(SnapshotBody::Decoded(snapshot)).is_ok());
-        assert!(decode_and_verify(SnapshotBody::Decoded(edited)).is_err());
+        assert!(decode_and_verify(SnapshotBody::Decoded(Box::new(snapshot))).is_ok());
+        assert!(decode_and_verify(SnapshotBody::Decoded(Box::new(edited))).is_err());
     }
 }
