@@ -31,6 +31,16 @@ pub enum ConfigEvent {
     Removed { control_plane_id: Uuid },
 }
 
+/// A snapshot body as a bus hands it over.
+#[derive(Debug)]
+pub enum SnapshotBody {
+    /// The bytes published (a [`Snapshot`] in JSON): the caller decodes them, off its request
+    /// threads, and can check their hash without re-encoding them.
+    Encoded(Vec<u8>),
+    /// Already decoded, by a bus that keeps snapshots in memory.
+    Decoded(Box<Snapshot>),
+}
+
 /// Which control planes an edge wants: all of a region's, or one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigFilter {
@@ -81,6 +91,17 @@ pub trait Bus: Send + Sync + 'static {
     ) -> Result<BoxStream<'static, Result<ConfigEvent, BusError>>, BusError>;
     /// The body a head announces (or a newer one); `None` when it is gone (superseded).
     async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError>;
+    /// Like [`Bus::fetch_snapshot`], but a bus that carries bodies encoded returns them as they
+    /// came, so the caller decodes them where and how it wants (the edge times each step).
+    async fn fetch_snapshot_body(
+        &self,
+        head: &SnapshotHead,
+    ) -> Result<Option<SnapshotBody>, BusError> {
+        Ok(self
+            .fetch_snapshot(head)
+            .await?
+            .map(|snapshot| SnapshotBody::Decoded(Box::new(snapshot))))
+    }
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError>;
     async fn heartbeats(&self) -> Result<BoxStream<'static, Heartbeat>, BusError>;
     /// Hands one batch of request logs on for storage. `Ok` means it is durable (JetStream

@@ -19,7 +19,9 @@ use tollgate_model::request_log::{EncodedLogBatch, LogBatch};
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
-use crate::{Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue};
+use crate::{
+    Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue, SnapshotBody,
+};
 
 /// How long an ingester has to store a batch and acknowledge it before it is delivered again.
 const LOG_ACK_WAIT: Duration = Duration::from_secs(60);
@@ -34,6 +36,9 @@ const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Longer than any healthy fetch of a snapshot body (tens of ms for MiBs) or listing of heads.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most a body's announced size reserves up front (a bigger one still reads, growing).
+const MAX_PRESIZED_BODY: usize = 64 * 1024 * 1024;
 
 /// How long a superseded body stays readable: an edge (or API replica) that read the old head
 /// a moment ago is still fetching it. async-nats 0.40 waits forever for the chunks of an object
@@ -159,6 +164,13 @@ fn body_name(id: Uuid, version: i64) -> String {
 }
 
 fn decode_event(entry: kv::Entry) -> Result<ConfigEvent, BusError> {
+    // From the server storing the head to its watcher taking it (decoded as it is taken): the
+    // notification's share of an edge's apply time, for debugging slow applies.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let stored = u128::try_from(entry.created.unix_timestamp_nanos()).unwrap_or(0);
+    tracing::debug!(key = %entry.key, revision = entry.revision, lag_us = now.saturating_sub(stored) / 1000, "config head taken from the watch");
     match entry.operation {
         kv::Operation::Put => serde_json::from_slice::<SnapshotHead>(&entry.value)
             .map(ConfigEvent::Updated)
@@ -306,36 +318,46 @@ impl Bus for NatsBus {
 
     async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
         let id = head.control_plane_id;
-        let name = body_name(id, head.version);
-        let store = self.bodies_bucket().await?;
-        // async-nats 0.40 waits forever for the chunks of a deleted object, so ask first, and
-        // bound the read for one deleted between the two calls.
-        match store.info(name.as_str()).await {
-            Ok(info) if info.deleted => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable(e)),
-        }
-        let read = async {
-            let mut object = match store.get(name.as_str()).await {
-                Ok(object) => object,
-                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(unavailable(e)),
-            };
-            let mut body = Vec::new();
-            object.read_to_end(&mut body).await.map_err(unavailable)?;
-            Ok(Some(body))
+        let Some(SnapshotBody::Encoded(body)) = self.fetch_snapshot_body(head).await? else {
+            return Ok(None);
         };
-        let body = tokio::time::timeout(FETCH_TIMEOUT, read)
-            .await
-            .map_err(|_| BusError::Unavailable(format!("fetching {name} timed out")))??;
-        let Some(body) = body else { return Ok(None) };
         // A large snapshot takes milliseconds to parse: not on a thread that serves requests.
         tokio::task::spawn_blocking(move || serde_json::from_slice(&body))
             .await
             .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))?
             .map(Some)
             .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))
+    }
+
+    async fn fetch_snapshot_body(
+        &self,
+        head: &SnapshotHead,
+    ) -> Result<Option<SnapshotBody>, BusError> {
+        let name = body_name(head.control_plane_id, head.version);
+        let store = self.bodies_bucket().await?;
+        // async-nats 0.40 waits forever for the chunks of a deleted object, so ask first, and
+        // bound the read for one deleted between the two calls.
+        let size = match store.info(name.as_str()).await {
+            Ok(info) if info.deleted => return Ok(None),
+            Ok(info) => info.size,
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let read = async {
+            let mut object = match store.get(name.as_str()).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            // Sized up front: growing a buffer of MiBs step by step copies it several times.
+            let mut body = Vec::with_capacity(size.min(MAX_PRESIZED_BODY));
+            object.read_to_end(&mut body).await.map_err(unavailable)?;
+            Ok(Some(body))
+        };
+        let body = tokio::time::timeout(FETCH_TIMEOUT, read)
+            .await
+            .map_err(|_| BusError::Unavailable(format!("fetching {name} timed out")))??;
+        Ok(body.map(SnapshotBody::Encoded))
     }
 
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {

@@ -1,23 +1,24 @@
 //! Keeps the served config in step with the bus: watches snapshot heads, fetches bodies it does
-//! not have, compiles them off the request path, swaps them in and records them as
-//! last-known-good. Everything retries with backoff, so a bus outage only delays updates.
+//! not have, decodes, checks and compiles them off the request path, swaps them in and records
+//! them as last-known-good in the background. Each apply is timed by phase (`/status`,
+//! `/metrics`). Everything retries with backoff, so a bus outage only delays updates.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tollgate_bus::{Bus, ConfigEvent, ConfigFilter};
+use tollgate_bus::{Bus, ConfigEvent, ConfigFilter, SnapshotBody};
 use tollgate_model::secret::MasterKey;
 use tollgate_model::{Snapshot, SnapshotHead};
 use uuid::Uuid;
 
 use crate::data_dir::LastKnownGood;
-use crate::served::LoadedControlPlane;
+use crate::served::{LoadedControlPlane, ServedConfig};
 use crate::shutdown::wait_for_shutdown;
-use crate::state::EdgeState;
+use crate::state::{ApplyPhase, ApplyReport, EdgeState};
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(15);
@@ -39,7 +40,14 @@ struct Pending {
 }
 
 impl ConfigSync {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let lkg = LkgWriter::start(self.lkg.clone());
+        self.follow(&lkg, shutdown).await;
+        // What was applied before the shutdown is on disk for the next start.
+        lkg.finish().await;
+    }
+
+    async fn follow(&self, lkg: &LkgWriter, mut shutdown: watch::Receiver<bool>) {
         let mut rewatch = Backoff::default();
         let mut pending: HashMap<Uuid, Pending> = HashMap::new();
         loop {
@@ -64,7 +72,7 @@ impl ConfigSync {
                     event = events.next() => match event {
                         Some(Ok(event)) => {
                             rewatch = Backoff::default();
-                            self.handle(event, &mut pending).await;
+                            self.handle(event, &mut pending, lkg).await;
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "config watch failed");
@@ -76,7 +84,7 @@ impl ConfigSync {
                         }
                     },
                     _ = sleep_until(next_due), if next_due.is_some() => {
-                        self.retry_due(&mut pending).await;
+                        self.retry_due(&mut pending, lkg).await;
                     }
                 }
             }
@@ -88,14 +96,19 @@ impl ConfigSync {
         }
     }
 
-    async fn handle(&self, event: ConfigEvent, pending: &mut HashMap<Uuid, Pending>) {
+    async fn handle(
+        &self,
+        event: ConfigEvent,
+        pending: &mut HashMap<Uuid, Pending>,
+        lkg: &LkgWriter,
+    ) {
         match event {
             ConfigEvent::Updated(head) => {
                 if !self.filter.accepts(&head) {
                     return;
                 }
                 pending.remove(&head.control_plane_id);
-                self.try_apply(head, 0, pending).await;
+                self.try_apply(head, 0, pending, lkg).await;
             }
             ConfigEvent::Removed { control_plane_id } => {
                 if self
@@ -106,12 +119,12 @@ impl ConfigSync {
                     return;
                 }
                 pending.remove(&control_plane_id);
-                self.remove(control_plane_id).await;
+                self.remove(control_plane_id, lkg);
             }
         }
     }
 
-    async fn retry_due(&self, pending: &mut HashMap<Uuid, Pending>) {
+    async fn retry_due(&self, pending: &mut HashMap<Uuid, Pending>, lkg: &LkgWriter) {
         let now = Instant::now();
         let due: Vec<Uuid> = pending
             .iter()
@@ -120,7 +133,7 @@ impl ConfigSync {
             .collect();
         for id in due {
             if let Some(p) = pending.remove(&id) {
-                self.try_apply(p.head, p.attempts, pending).await;
+                self.try_apply(p.head, p.attempts, pending, lkg).await;
             }
         }
     }
@@ -131,7 +144,9 @@ impl ConfigSync {
         head: SnapshotHead,
         attempts: u32,
         pending: &mut HashMap<Uuid, Pending>,
+        lkg: &LkgWriter,
     ) {
+        let started = Instant::now();
         let id = head.control_plane_id;
         if let Some(applied) = self.state.served.load().get(id) {
             // Same content under a newer number (a no-op write, a restore) is still applied,
@@ -144,8 +159,9 @@ impl ConfigSync {
                 return;
             }
         }
-        match self.fetch(&head).await {
-            Ok(snapshot) => self.apply(snapshot).await,
+        let mut report = ApplyReport::new(id, head.version);
+        match self.fetch(&head, &mut report).await {
+            Ok(snapshot) => self.apply(snapshot, report, started, lkg).await,
             Err(reason) => {
                 let delay = retry_delay(attempts);
                 tracing::warn!(control_plane = %id, version = head.version, %reason, retry_in = ?delay, "snapshot not applied yet");
@@ -161,13 +177,26 @@ impl ConfigSync {
         }
     }
 
-    async fn fetch(&self, head: &SnapshotHead) -> Result<Snapshot, String> {
-        let snapshot = self
+    /// The body a head announces, decoded and checked against its hash, off the request threads.
+    async fn fetch(
+        &self,
+        head: &SnapshotHead,
+        report: &mut ApplyReport,
+    ) -> Result<Snapshot, String> {
+        let fetching = Instant::now();
+        let body = self
             .bus
-            .fetch_snapshot(head)
+            .fetch_snapshot_body(head)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("no body published")?;
+        report.set(ApplyPhase::Fetch, fetching.elapsed());
+        let (snapshot, decode, verify) =
+            tokio::task::spawn_blocking(move || decode_and_verify(body))
+                .await
+                .map_err(|e| e.to_string())??;
+        report.set(ApplyPhase::Decode, decode);
+        report.set(ApplyPhase::Verify, verify);
         if snapshot.control_plane_id != head.control_plane_id {
             return Err(format!(
                 "body is for control plane {}",
@@ -180,20 +209,16 @@ impl ConfigSync {
                 snapshot.version
             ));
         }
-        // Hashing re-serializes the whole snapshot: off the request threads, like compiling.
-        let (snapshot, verified) = tokio::task::spawn_blocking(move || {
-            let verified = snapshot.verify();
-            (snapshot, verified)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        if !verified {
-            return Err("body does not match its hash".into());
-        }
         Ok(snapshot)
     }
 
-    async fn apply(&self, snapshot: Snapshot) {
+    async fn apply(
+        &self,
+        snapshot: Snapshot,
+        mut report: ApplyReport,
+        started: Instant,
+        lkg: &LkgWriter,
+    ) {
         let id = snapshot.control_plane_id;
         if let Some(applied) = self.state.served.load().get(id) {
             if snapshot.version < applied.version {
@@ -201,49 +226,183 @@ impl ConfigSync {
                 return;
             }
         }
+        // A body newer than its head is reported under its own version.
+        report.version = snapshot.version;
         let snapshot = Arc::new(snapshot);
         let compiling = snapshot.clone();
         let master_key = self.master_key.clone();
         let targets = self.state.targets.clone();
+        let previous = self.state.served.load().get(id).cloned();
         let compiled = match tokio::task::spawn_blocking(move || {
-            LoadedControlPlane::compile(&compiling, master_key.as_ref(), &targets)
+            let compiling_started = Instant::now();
+            let compiled = LoadedControlPlane::compile_after(
+                &compiling,
+                master_key.as_ref(),
+                &targets,
+                previous.as_deref(),
+            );
+            (compiled, compiling_started.elapsed())
         })
         .await
         {
-            Ok(compiled) => Arc::new(compiled),
+            Ok((compiled, took)) => {
+                report.set(ApplyPhase::Compile, took);
+                Arc::new(compiled)
+            }
             Err(e) => {
                 tracing::error!(control_plane = %id, error = %e, "compiling a snapshot failed");
                 return;
             }
         };
+        let swapping = Instant::now();
         let next = self.state.served.load().with(compiled);
-        self.state.swap(next);
-        tracing::info!(control_plane = %id, version = snapshot.version, hash = %snapshot.hash, "applied config");
-
-        let lkg = self.lkg.clone();
-        let stored = tokio::task::spawn_blocking(move || lkg.store(&snapshot)).await;
-        if let Err(e) = stored
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            tracing::warn!(control_plane = %id, error = %e, "could not store the last-known-good snapshot");
-        }
+        let replaced = self.state.swap(next);
+        report.set(ApplyPhase::Swap, swapping.elapsed());
+        report.set(ApplyPhase::Total, started.elapsed());
+        retire(replaced);
+        tracing::info!(
+            control_plane = %id,
+            version = snapshot.version,
+            hash = %snapshot.hash,
+            fetch_ms = millis(report.get(ApplyPhase::Fetch)),
+            decode_ms = millis(report.get(ApplyPhase::Decode)),
+            verify_ms = millis(report.get(ApplyPhase::Verify)),
+            compile_ms = millis(report.get(ApplyPhase::Compile)),
+            swap_ms = millis(report.get(ApplyPhase::Swap)),
+            total_ms = millis(report.get(ApplyPhase::Total)),
+            "applied config"
+        );
+        self.state.record_apply(report);
+        lkg.store(snapshot);
     }
 
-    async fn remove(&self, id: Uuid) {
+    fn remove(&self, id: Uuid, lkg: &LkgWriter) {
         if self.state.served.load().get(id).is_some() {
             let next = self.state.served.load().without(id);
-            self.state.swap(next);
+            retire(self.state.swap(next));
+            self.state.forget_apply(id);
             tracing::info!(control_plane = %id, "removed config");
         }
-        let lkg = self.lkg.clone();
-        let removed = tokio::task::spawn_blocking(move || lkg.remove(id)).await;
-        if let Err(e) = removed
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            tracing::warn!(control_plane = %id, error = %e, "could not delete the last-known-good snapshot");
+        lkg.remove(id);
+    }
+}
+
+/// Parses a body (when the bus did not) and checks it against its hash; returns how long each
+/// took. An encoded body's hash is checked on its bytes on a second thread while this one
+/// decodes it, so checking costs no time unless the body is laid out unusually. Slow for big
+/// snapshots: call it off the request threads.
+fn decode_and_verify(body: SnapshotBody) -> Result<(Snapshot, Duration, Duration), String> {
+    let bytes = match body {
+        SnapshotBody::Encoded(bytes) => bytes,
+        SnapshotBody::Decoded(snapshot) => {
+            let verifying = std::time::Instant::now();
+            if !snapshot.verify() {
+                return Err("body does not match its hash".into());
+            }
+            return Ok((*snapshot, Duration::ZERO, verifying.elapsed()));
         }
+    };
+    let (decoded, (encoded_hash, hashing)) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let hash = Snapshot::hash_of_encoded(&bytes).map(str::to_owned);
+            (hash, started.elapsed())
+        });
+        let decoding = std::time::Instant::now();
+        let decoded = serde_json::from_slice::<Snapshot>(&bytes).map(|s| (s, decoding.elapsed()));
+        // A hashing thread that panicked confirmed nothing: the full check below runs.
+        (decoded, hashing.join().unwrap_or((None, Duration::ZERO)))
+    });
+    let (snapshot, decode) = decoded.map_err(|e| format!("undecodable body: {e}"))?;
+    drop(bytes);
+    let confirmed = encoded_hash.is_some_and(|hash| {
+        hash == snapshot.hash && snapshot.format == tollgate_model::snapshot::SNAPSHOT_FORMAT
+    });
+    if confirmed {
+        return Ok((snapshot, decode, hashing));
+    }
+    let verifying = std::time::Instant::now();
+    if !snapshot.verify() {
+        return Err("body does not match its hash".into());
+    }
+    Ok((snapshot, decode, hashing + verifying.elapsed()))
+}
+
+/// Drops a replaced config on a blocking thread: freeing a big router's every piece takes
+/// milliseconds that a request thread should not spend. Requests still holding it keep it alive
+/// until they finish, whichever thread then frees it.
+fn retire(replaced: Arc<ServedConfig>) {
+    tokio::task::spawn_blocking(move || drop(replaced));
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A change to the last-known-good store.
+enum LkgChange {
+    Store(Arc<Snapshot>),
+    Remove,
+}
+
+/// Writes last-known-good snapshots in the background, in the order they were applied, so that
+/// serializing and fsyncing MiBs never holds up applying the next head. When changes come faster
+/// than the disk takes them, only each control plane's latest is written.
+struct LkgWriter {
+    changes: mpsc::UnboundedSender<(Uuid, LkgChange)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LkgWriter {
+    fn start(lkg: LastKnownGood) -> LkgWriter {
+        let (changes, mut queue) = mpsc::unbounded_channel::<(Uuid, LkgChange)>();
+        let task = tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut latest: HashMap<Uuid, LkgChange> = HashMap::new();
+                let mut order = Vec::new();
+                let mut next = Some(first);
+                while let Some((id, change)) = next {
+                    if latest.insert(id, change).is_none() {
+                        order.push(id);
+                    }
+                    next = queue.try_recv().ok();
+                }
+                for id in order {
+                    let Some(change) = latest.remove(&id) else {
+                        continue;
+                    };
+                    let lkg = lkg.clone();
+                    let written = tokio::task::spawn_blocking(move || match change {
+                        LkgChange::Store(snapshot) => lkg.store(&snapshot).map(|()| "store"),
+                        LkgChange::Remove => lkg.remove(id).map(|()| "delete"),
+                    })
+                    .await;
+                    if let Err(e) = written
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    {
+                        tracing::warn!(control_plane = %id, error = %e, "could not update the last-known-good snapshot");
+                    }
+                }
+            }
+        });
+        LkgWriter { changes, task }
+    }
+
+    fn store(&self, snapshot: Arc<Snapshot>) {
+        let _ = self
+            .changes
+            .send((snapshot.control_plane_id, LkgChange::Store(snapshot)));
+    }
+
+    fn remove(&self, id: Uuid) {
+        let _ = self.changes.send((id, LkgChange::Remove));
+    }
+
+    /// Waits for the changes already queued to be written.
+    async fn finish(self) {
+        drop(self.changes);
+        let _ = self.task.await;
     }
 }
 
@@ -291,5 +450,61 @@ mod tests {
         let mut backoff = Backoff::default();
         let first = backoff.next();
         assert!(first >= FIRST_RETRY && first < FIRST_RETRY * 2);
+    }
+
+    fn snapshot_of(paths: &[&str]) -> Snapshot {
+        let routes = paths
+            .iter()
+            .map(|path| {
+                tollgate_model::entity::build(
+                    tollgate_model::entity::Build::Create { id: Uuid::now_v7() },
+                    &serde_json::json!({ "paths": [path] }),
+                    1,
+                )
+                .unwrap()
+            })
+            .collect();
+        Snapshot::compile(
+            Uuid::now_v7(),
+            Uuid::nil(),
+            4,
+            vec!["a.test".into()],
+            vec![],
+            routes,
+        )
+    }
+
+    #[test]
+    fn encoded_bodies_are_decoded_and_checked_against_their_hash() {
+        let snapshot = snapshot_of(&["/a", "/b"]);
+        let body = serde_json::to_vec(&snapshot).unwrap();
+        let (decoded, _, _) = decode_and_verify(SnapshotBody::Encoded(body.clone())).unwrap();
+        assert_eq!(decoded, snapshot);
+
+        // Another layout of the same content still verifies, by encoding it again.
+        let pretty = serde_json::to_vec_pretty(&snapshot).unwrap();
+        let (decoded, _, _) = decode_and_verify(SnapshotBody::Encoded(pretty)).unwrap();
+        assert_eq!(decoded, snapshot);
+
+        // Content that is not what was hashed does not, in either layout.
+        let edited = String::from_utf8(body).unwrap().replace("\"/b\"", "\"/c\"");
+        let refused = decode_and_verify(SnapshotBody::Encoded(edited.into_bytes()));
+        assert_eq!(refused.unwrap_err(), "body does not match its hash");
+        let mut edited = snapshot.clone();
+        edited.hostnames.push("b.test".into());
+        let pretty = serde_json::to_vec_pretty(&edited).unwrap();
+        assert!(decode_and_verify(SnapshotBody::Encoded(pretty)).is_err());
+
+        // A hash that matches the content but comes with an unknown format is refused.
+        let mut future = snapshot.clone();
+        future.format += 1;
+        let body = serde_json::to_vec(&future).unwrap();
+        assert!(decode_and_verify(SnapshotBody::Encoded(body)).is_err());
+
+        assert!(decode_and_verify(SnapshotBody::Encoded(b"{".to_vec()))
+            .unwrap_err()
+            .starts_with("undecodable body"));
+        assert!(decode_and_verify(SnapshotBody::Decoded(Box::new(snapshot))).is_ok());
+        assert!(decode_and_verify(SnapshotBody::Decoded(Box::new(edited))).is_err());
     }
 }

@@ -42,6 +42,17 @@ impl LoadedControlPlane {
         master_key: Option<&MasterKey>,
         targets: &TargetRegistry,
     ) -> LoadedControlPlane {
+        LoadedControlPlane::compile_after(snapshot, master_key, targets, None)
+    }
+
+    /// Like [`LoadedControlPlane::compile`], reusing what `previous` (the version this one
+    /// replaces) compiled where it is unchanged: the router's regexes.
+    pub fn compile_after(
+        snapshot: &Snapshot,
+        master_key: Option<&MasterKey>,
+        targets: &TargetRegistry,
+        previous: Option<&LoadedControlPlane>,
+    ) -> LoadedControlPlane {
         let balancers: BTreeMap<String, Arc<UpstreamBalancer>> = snapshot
             .upstreams
             .iter()
@@ -74,7 +85,11 @@ impl LoadedControlPlane {
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
-            router: Router::compile(&snapshot.services, &snapshot.routes),
+            router: Router::compile_after(
+                &snapshot.services,
+                &snapshot.routes,
+                previous.map(|p| &p.router),
+            ),
             certificates: SniTable::compile(snapshot, master_key),
             balancers,
             balanced_services,

@@ -1,4 +1,5 @@
-//! The status listener: `GET /status` (node, version, applied configs), `GET /status/ready`
+//! The status listener: `GET /status` (node, version, applied configs and how long the latest
+//! apply of each took, by phase), `GET /status/ready`
 //! (200 once a config is loaded, 503 before) for load balancers and the console, and
 //! `GET /metrics` for Prometheus.
 
@@ -26,6 +27,7 @@ pub async fn respond(state: Arc<EdgeState>, request: Request<Incoming>) -> Respo
                 "binary_version": state.binary_version,
                 "region": state.region,
                 "control_planes": state.served.load().applied(),
+                "config_applies": state.applies().iter().map(|r| r.to_json()).collect::<Vec<_>>(),
             }),
         ),
         "/metrics" => {

@@ -294,6 +294,50 @@ async fn status_reports_readiness_version_and_hash() {
 }
 
 #[tokio::test]
+async fn each_apply_is_timed_by_phase_on_status_and_metrics() {
+    let (one, _) = two_control_planes().await;
+    let cp = one.control_plane_id;
+    let setup = serve_snapshot(one.clone()).await;
+    let next = Snapshot::compile(
+        cp,
+        one.organization_id,
+        2,
+        one.hostnames.clone(),
+        one.services.clone(),
+        one.routes.clone(),
+    );
+    setup.bus.publish_snapshot(REGION, &next).await.unwrap();
+    wait_for_version(&setup.edge, cp, 2).await;
+    let report = eventually("the report of version 2", || async {
+        let (_, body) = status(&setup.edge, "/status").await;
+        let applies = body["config_applies"].as_array()?.clone();
+        applies.into_iter().find(|r| r["version"] == 2)
+    })
+    .await;
+    assert_eq!(report["control_plane_id"], json!(cp));
+    let seconds = &report["seconds"];
+    let total = seconds["total"].as_f64().unwrap();
+    assert!(total > 0.0, "{report}");
+    for phase in ["fetch", "decode", "verify", "compile", "swap"] {
+        let took = seconds[phase].as_f64().unwrap();
+        assert!((0.0..=total).contains(&took), "{phase} in {report}");
+    }
+    // Both versions were applied from the bus, every phase counted each time.
+    let metrics = metrics_text(&setup.edge).await;
+    for phase in ["fetch", "decode", "verify", "compile", "swap", "total"] {
+        let series = format!("tollgate_edge_config_apply_seconds_count{{phase=\"{phase}\"}} 2");
+        assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+    }
+
+    setup.bus.remove_control_plane(REGION, cp).await.unwrap();
+    eventually("the report to go with its control plane", || async {
+        let (_, body) = status(&setup.edge, "/status").await;
+        (body["config_applies"] == json!([])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_newer_version_with_the_same_content_is_reported() {
     let (one, _) = two_control_planes().await;
     let setup = serve_snapshot(one.clone()).await;

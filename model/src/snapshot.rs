@@ -123,6 +123,35 @@ impl Snapshot {
         self.format == SNAPSHOT_FORMAT && self.content_hash() == self.hash
     }
 
+    /// Checks a snapshot's JSON, as [`Snapshot`] serializes it, against the hash it carries,
+    /// without decoding or encoding anything: the content is the tail of that JSON from
+    /// `"hostnames"` on, the fields [`Content`] hashes in the same order. So it can run beside
+    /// decoding. Returns the hash when it matches; the snapshot decoded from `body` then verifies
+    /// if its `hash` is that one and its `format` is [`SNAPSHOT_FORMAT`]. `None` proves nothing
+    /// (another layout, another serializer): decode and call [`Snapshot::verify`].
+    pub fn hash_of_encoded(body: &[u8]) -> Option<&str> {
+        // The fields before the content (a number, two ids, a number, the hash) take about
+        // 200 bytes and cannot hold the marker, so its first match is the split.
+        const MARKER: &[u8] = b",\"hostnames\":";
+        const HASH_FIELD: &[u8] = b"\"hash\":\"";
+        let front = &body[..body.len().min(1024)];
+        let split = front.windows(MARKER.len()).position(|w| w == MARKER)?;
+        let fields = front[..split].strip_suffix(b"\"")?;
+        let start = fields
+            .windows(HASH_FIELD.len())
+            .rposition(|w| w == HASH_FIELD)?
+            + HASH_FIELD.len();
+        let stated = std::str::from_utf8(&fields[start..]).ok()?;
+        let mut hasher = Sha256::new();
+        hasher.update(b"{");
+        hasher.update(&body[split + 1..]);
+        let digest = hasher.finalize();
+        let matches = stated
+            .strip_prefix("sha256:")
+            .is_some_and(|hex_digest| hex_digest == hex::encode(digest));
+        matches.then_some(stated)
+    }
+
     fn content_hash(&self) -> String {
         content_hash(&Content {
             hostnames: &self.hostnames,
@@ -137,9 +166,30 @@ impl Snapshot {
 }
 
 fn content_hash(content: &Content<'_>) -> String {
-    // Serializing plain structs and vectors cannot fail.
-    let bytes = serde_json::to_vec(content).unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    // Streamed into the hasher through a buffer: a big snapshot's JSON is MiBs, not worth
+    // holding whole just to hash it.
+    let mut hashing = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+    // Serializing plain structs and vectors into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, content);
+    let digest = match hashing.into_inner() {
+        Ok(HashWriter(hasher)) => hasher.finalize(),
+        Err(_) => Sha256::digest(b""),
+    };
+    format!("sha256:{}", hex::encode(digest))
+}
+
+/// Feeds what is written into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +209,39 @@ mod tests {
         let mut torn = a.clone();
         torn.hostnames.push("x".into());
         assert!(!torn.verify());
+    }
+
+    #[test]
+    fn the_hash_of_an_encoded_snapshot_is_checked_without_decoding() {
+        let route: Route = crate::entity::build(
+            crate::entity::Build::Create { id: Uuid::now_v7() },
+            &serde_json::json!({"paths": ["/a"], "tags": ["\"hostnames\":"]}),
+            1,
+        )
+        .unwrap();
+        let snapshot = Snapshot::compile(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            3,
+            vec!["a.test".into()],
+            vec![],
+            vec![route],
+        );
+        let body = serde_json::to_vec(&snapshot).unwrap();
+        assert_eq!(
+            Snapshot::hash_of_encoded(&body),
+            Some(snapshot.hash.as_str())
+        );
+
+        // Any change to the content, or another layout, is not confirmed.
+        let edited = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("a.test", "b.test");
+        assert_eq!(Snapshot::hash_of_encoded(edited.as_bytes()), None);
+        let pretty = serde_json::to_vec_pretty(&snapshot).unwrap();
+        assert_eq!(Snapshot::hash_of_encoded(&pretty), None);
+        let torn = &body[..body.len() - 2];
+        assert_eq!(Snapshot::hash_of_encoded(torn), None);
+        assert_eq!(Snapshot::hash_of_encoded(b""), None);
     }
 }
