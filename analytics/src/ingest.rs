@@ -12,17 +12,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
-use tollgate_bus::{LogDelivery, LogQueue};
+use tokio::sync::{mpsc, oneshot};
+use tollgate_bus::{BusError, LogDelivery, LogQueue};
 use tollgate_model::request_log::LogBatch;
 
 use crate::{AnalyticsStore, Inserted};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// Most batches taken from the queue for one insert.
+    /// Most batches stored by one insert.
     pub max_batches: usize,
-    /// How long to wait for batches before storing what came (the latency floor of a quiet
-    /// stream is this, not more).
+    /// Most rows stored by one insert (give or take one fetch). Batches are gathered over
+    /// several fetches up to this: ClickHouse spends far less per row on few big inserts than
+    /// on many small ones (fewer parts to write and merge, one pass of the materialized views).
+    pub max_rows: usize,
+    /// How long batches are gathered for one insert (the latency floor of a quiet stream is
+    /// this, not more).
     pub wait: Duration,
     /// First pause after a failed insert; doubled per failure up to `max_backoff`.
     pub min_backoff: Duration,
@@ -37,7 +42,8 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            max_batches: 500,
+            max_batches: 5_000,
+            max_rows: 200_000,
             wait: Duration::from_millis(500),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
@@ -137,10 +143,15 @@ pub struct IngestSummary {
 }
 
 /// Moves batches from `queue` into `store` until `shutdown` completes. An insert under way when
-/// it does is finished and acknowledged first; batches waiting out a store outage are left
-/// unacknowledged for the bus to deliver again.
+/// it does is finished and acknowledged first; batches waiting out a store outage, and those
+/// gathered for the next insert, are handed back to the bus unacknowledged.
+///
+/// Two tasks form a pipeline: a fetcher gathers (and decodes) the next insert's batches while
+/// this one stores the previous, so the ingester's work overlaps the store's. Every batch taken
+/// from the bus is held by exactly one of them, which keeps its lease alive until it is
+/// acknowledged or handed back.
 pub async fn run(
-    mut queue: Box<dyn LogQueue>,
+    queue: Box<dyn LogQueue>,
     store: Arc<dyn AnalyticsStore>,
     config: IngestConfig,
     metrics: Arc<IngestMetrics>,
@@ -148,39 +159,34 @@ pub async fn run(
 ) -> IngestSummary {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut summary = IngestSummary::default();
-    let mut queue_backoff = config.min_backoff;
-    let mut lag_read = Instant::now() - config.lag_interval;
+    let (requests, requested) = mpsc::channel(1);
+    let (stop_fetcher, fetcher_stopped) = oneshot::channel::<()>();
+    let fetcher = tokio::spawn(fetch_loop(
+        queue,
+        config.clone(),
+        metrics.clone(),
+        requested,
+        fetcher_stopped,
+    ));
     loop {
-        if lag_read.elapsed() >= config.lag_interval {
-            lag_read = Instant::now();
-            if let Ok(pending) = queue.pending().await {
-                metrics.lag.set(i64::try_from(pending).unwrap_or(i64::MAX));
-            }
+        let (reply, mut replied) = oneshot::channel::<Vec<LogDelivery>>();
+        if requests.send(reply).await.is_err() {
+            break;
         }
-        let next = tokio::select! {
+        let mut deliveries = tokio::select! {
             biased;
-            _ = &mut shutdown => break,
-            next = queue.next(config.max_batches, config.wait) => next,
-        };
-        let mut deliveries = match next {
-            Ok(deliveries) => {
-                queue_backoff = config.min_backoff;
-                deliveries
-            }
-            Err(e) => {
-                metrics.queue_errors.inc();
-                tracing::warn!(error = %e, retry_in = ?queue_backoff, "reading log batches failed");
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(queue_backoff) => {}
+            _ = &mut shutdown => {
+                // Handed over just as the shutdown came: back to the bus with them.
+                if let Ok(deliveries) = replied.try_recv() {
+                    release(&deliveries).await;
                 }
-                queue_backoff = (queue_backoff * 2).min(config.max_backoff);
-                continue;
+                break;
             }
+            gathered = &mut replied => match gathered {
+                Ok(deliveries) => deliveries,
+                Err(_) => break,
+            },
         };
-        if deliveries.is_empty() {
-            continue;
-        }
         // The batches move out of their deliveries (which keep what acknowledging needs), so
         // the store reads them without a copy.
         let batches: Vec<LogBatch> = deliveries
@@ -194,6 +200,7 @@ pub async fn run(
                 std::mem::replace(&mut d.batch, emptied)
             })
             .collect();
+        let inserting = Instant::now();
         let Some(inserted) = store_with_retries(
             store.as_ref(),
             &batches,
@@ -208,8 +215,11 @@ pub async fn run(
                 batches = batches.len(),
                 "stopping with batches not stored; the bus delivers them again"
             );
-            return summary;
+            release(&deliveries).await;
+            break;
         };
+        let insert_took = inserting.elapsed();
+        // The bus needs no answer to an acknowledgement: these only queue messages.
         for delivery in &deliveries {
             if let Err(e) = delivery.ack().await {
                 // Stored already: the bus delivers it again and the store skips it.
@@ -218,6 +228,7 @@ pub async fn run(
             }
         }
         let stored_batches = batches.len() as u64 - inserted.duplicate_batches;
+        tracing::debug!(batches = batches.len(), rows = inserted.rows, took = ?insert_took, "stored log batches");
         metrics.rows.inc_by(inserted.rows);
         metrics.batches.inc_by(stored_batches);
         metrics.duplicate_batches.inc_by(inserted.duplicate_batches);
@@ -231,7 +242,135 @@ pub async fn run(
             );
         }
     }
+    // The fetcher hands back what it gathered before it stops.
+    drop(stop_fetcher);
+    drop(requests);
+    let _ = fetcher.await;
     summary
+}
+
+/// The fetcher's side of [`run`]: gathers one insert's worth of batches ahead, waits to be
+/// asked for it while keeping its leases alive, hands it over and gathers the next. Stops when
+/// `stop` completes or the loop is gone, handing back what it holds.
+async fn fetch_loop(
+    mut queue: Box<dyn LogQueue>,
+    config: IngestConfig,
+    metrics: Arc<IngestMetrics>,
+    mut requests: mpsc::Receiver<oneshot::Sender<Vec<LogDelivery>>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut backoff = config.min_backoff;
+    let mut lag_read = Instant::now() - config.lag_interval;
+    loop {
+        if lag_read.elapsed() >= config.lag_interval {
+            lag_read = Instant::now();
+            if let Ok(pending) = queue.pending().await {
+                metrics.lag.set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+        }
+        let gathered = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            gathered = gather(queue.as_mut(), &config, &metrics) => gathered,
+        };
+        let deliveries = match gathered {
+            Ok(deliveries) => {
+                backoff = config.min_backoff;
+                deliveries
+            }
+            Err(e) => {
+                metrics.queue_errors.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "reading log batches failed");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            continue;
+        }
+        let mut leases = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.lease_refresh,
+            config.lease_refresh,
+        );
+        leases.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reply = loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break None,
+                request = requests.recv() => break request,
+                _ = leases.tick() => renew_leases(&deliveries).await,
+            }
+        };
+        let Some(reply) = reply else {
+            release(&deliveries).await;
+            return;
+        };
+        if let Err(deliveries) = reply.send(deliveries) {
+            // The loop stopped waiting (shutting down).
+            release(&deliveries).await;
+            return;
+        }
+    }
+}
+
+/// Batches for one insert: fetched until `max_rows` rows or `max_batches` batches came, or a
+/// fetch came back empty. The first fetches wait up to `wait` for batches; once that passed,
+/// only briefly, so a backlog is gathered whole while a trickle is stored soon, and never
+/// later than four times `wait` after the first fetch began. Empty when none came within
+/// `wait`. A failed fetch after some batches came ends the gathering early: those are stored.
+async fn gather(
+    queue: &mut dyn LogQueue,
+    config: &IngestConfig,
+    metrics: &IngestMetrics,
+) -> Result<Vec<LogDelivery>, BusError> {
+    // Long enough for a server with batches ready to send them, short enough to add little
+    // latency when it has none.
+    const BRIEF_FETCH: Duration = Duration::from_millis(20);
+    let began = Instant::now();
+    let max_batches = config.max_batches.max(1);
+    let mut deliveries: Vec<LogDelivery> = Vec::new();
+    let mut rows = 0;
+    while deliveries.len() < max_batches && rows < config.max_rows {
+        let elapsed = began.elapsed();
+        if !deliveries.is_empty() && elapsed >= config.wait * 4 {
+            break;
+        }
+        let fetched = match queue
+            .next(
+                max_batches - deliveries.len(),
+                config.wait.saturating_sub(elapsed).max(BRIEF_FETCH),
+            )
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(e) if !deliveries.is_empty() => {
+                metrics.queue_errors.inc();
+                tracing::warn!(error = %e, "reading log batches failed; storing those that came");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if fetched.is_empty() {
+            break;
+        }
+        rows += fetched.iter().map(|d| d.batch.logs.len()).sum::<usize>();
+        deliveries.extend(fetched);
+    }
+    Ok(deliveries)
+}
+
+/// Hands batches back unstored, for this or another ingester to take again at once.
+async fn release(deliveries: &[LogDelivery]) {
+    for delivery in deliveries {
+        if let Err(e) = delivery.release().await {
+            // It comes back after its acknowledgement deadline instead.
+            tracing::debug!(batch = %delivery.batch.id, error = %e, "handing back a log batch failed");
+        }
+    }
 }
 
 /// Inserts `batches` until it succeeds, renewing the deliveries' leases meanwhile. `None` when

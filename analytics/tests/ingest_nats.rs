@@ -21,6 +21,7 @@ const CONSUMER: &str = "ingest";
 fn test_config() -> IngestConfig {
     IngestConfig {
         max_batches: 50,
+        max_rows: 100_000,
         wait: Duration::from_millis(200),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(500),
@@ -319,4 +320,139 @@ async fn an_ingester_killed_between_insert_and_ack_leaves_exact_counts() {
     .await;
     let summary = survivor.stop().await;
     assert_eq!(summary.rows + stored_before, 600);
+}
+
+/// The bus's side with each fetch cut to a few batches, so one insert has to gather several.
+struct SmallFetches {
+    inner: Box<dyn tollgate_bus::LogQueue>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl tollgate_bus::LogQueue for SmallFetches {
+    async fn next(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<tollgate_bus::LogDelivery>, tollgate_bus::BusError> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.next(max.min(3), wait).await
+    }
+    async fn pending(&mut self) -> Result<u64, tollgate_bus::BusError> {
+        self.inner.pending().await
+    }
+}
+
+/// A store that remembers the most batches one insert got.
+struct CountsInserts {
+    inner: Arc<dyn AnalyticsStore>,
+    largest: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl AnalyticsStore for CountsInserts {
+    async fn insert(&self, batches: &[LogBatch]) -> Result<Inserted, StoreError> {
+        self.largest
+            .fetch_max(batches.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.insert(batches).await
+    }
+    async fn series(
+        &self,
+        organization: Uuid,
+        query: &tollgate_analytics::query::SeriesQuery,
+    ) -> Result<Vec<tollgate_analytics::query::Point>, StoreError> {
+        self.inner.series(organization, query).await
+    }
+    async fn top(
+        &self,
+        organization: Uuid,
+        query: &tollgate_analytics::query::TopQuery,
+    ) -> Result<Vec<tollgate_analytics::query::TopRow>, StoreError> {
+        self.inner.top(organization, query).await
+    }
+    async fn totals(
+        &self,
+        organization: Uuid,
+        range: &TimeRange,
+        filters: &Filters,
+    ) -> Result<tollgate_analytics::query::Totals, StoreError> {
+        self.inner.totals(organization, range, filters).await
+    }
+    async fn recent(
+        &self,
+        organization: Uuid,
+        range: &TimeRange,
+        filters: &Filters,
+        limit: u32,
+    ) -> Result<Vec<RequestLog>, StoreError> {
+        self.inner.recent(organization, range, filters, limit).await
+    }
+    async fn usage(
+        &self,
+        organization: Uuid,
+        month: Month,
+    ) -> Result<tollgate_analytics::query::Usage, StoreError> {
+        self.inner.usage(organization, month).await
+    }
+}
+
+#[tokio::test]
+async fn one_insert_gathers_batches_of_several_fetches_and_counts_stay_exact() {
+    let db = TestDb::new().await;
+    let nats = NatsPrefix::new(CONSUMER).await;
+    let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
+    let t = Tenant::new();
+    let all = batches(&t, now_ms(), 40, 25);
+    // A backlog first, as after an ingester outage.
+    publish_all(&bus, &all).await;
+
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let queue = Box::new(SmallFetches {
+        inner: bus.log_queue(CONSUMER).await.expect("queue"),
+        fetches: fetches.clone(),
+    });
+    let store = Arc::new(CountsInserts {
+        inner: db.store.clone(),
+        largest: largest.clone(),
+    });
+    let metrics = Arc::new(IngestMetrics::new());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(ingest::run(
+        queue,
+        store,
+        IngestConfig {
+            wait: Duration::from_secs(2),
+            ..test_config()
+        },
+        metrics.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    expect_exactly(&db, t.organization, 1000).await;
+    let _ = stop.send(());
+    let summary = task.await.expect("ingester task");
+    assert_eq!(
+        summary,
+        IngestSummary {
+            rows: 1000,
+            batches: 40,
+            duplicate_batches: 0
+        }
+    );
+    let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        largest > 3,
+        "an insert held {largest} batches: no more than one fetch brings"
+    );
+    assert!(fetches.load(std::sync::atomic::Ordering::Relaxed) >= 14);
+    let batches_stored = db
+        .number(&format!(
+            "SELECT uniqExact(batch_id) FROM request_logs WHERE organization_id = toUUID('{}')",
+            t.organization
+        ))
+        .await;
+    assert_eq!(batches_stored, 40);
 }

@@ -157,6 +157,19 @@ impl LogDelivery {
         }
     }
 
+    /// Hands the batch back unstored (an ingester stopping), so the bus delivers it again at
+    /// once rather than after the acknowledgement deadline.
+    pub async fn release(&self) -> Result<(), BusError> {
+        match &self.ack {
+            Acknowledgement::Nats(message) => message
+                .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                .await
+                .map_err(|e| BusError::Unavailable(format!("handing back a log batch: {e}"))),
+            // Nothing to hand it back to: a batch leaves the channel when taken.
+            Acknowledgement::Nothing => Ok(()),
+        }
+    }
+
     /// Tells the bus the batch is still being stored (an insert waiting out a store outage),
     /// which restarts its acknowledgement deadline so it is not handed to another ingester
     /// meanwhile.

@@ -451,6 +451,9 @@ impl LogQueue for NatsLogQueue {
             .await
             .map_err(unavailable)?;
         let mut deliveries = Vec::new();
+        let started = std::time::Instant::now();
+        let mut decoding = Duration::ZERO;
+        let mut bytes = 0usize;
         while let Some(message) = messages.next().await {
             let message = match message {
                 Ok(message) => message,
@@ -463,11 +466,21 @@ impl LogQueue for NatsLogQueue {
                 }
                 Err(e) => return Err(unavailable(e)),
             };
-            match LogBatch::decode(&message.payload) {
-                Ok(batch) => deliveries.push(LogDelivery {
-                    batch,
-                    ack: Acknowledgement::Nats(Box::new(message)),
-                }),
+            bytes += message.payload.len();
+            let decode_started = std::time::Instant::now();
+            let decoded = LogBatch::decode(&message.payload);
+            decoding += decode_started.elapsed();
+            match decoded {
+                Ok(batch) => {
+                    // Acknowledging needs only the reply subject; the payload (as big as the
+                    // batch) need not wait in memory for the insert.
+                    let mut message = message;
+                    message.message.payload = Bytes::new();
+                    deliveries.push(LogDelivery {
+                        batch,
+                        ack: Acknowledgement::Nats(Box::new(message)),
+                    });
+                }
                 Err(e) => {
                     // Redelivering it would fail the same way forever.
                     tracing::warn!(subject = %message.subject, error = %e, "discarding a message on the log stream that is not a log batch");
@@ -478,6 +491,7 @@ impl LogQueue for NatsLogQueue {
                 }
             }
         }
+        tracing::debug!(batches = deliveries.len(), bytes, took = ?started.elapsed(), decoding = ?decoding, "fetched log batches");
         Ok(deliveries)
     }
 

@@ -167,8 +167,12 @@ struct IngestArgs {
     #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8101")]
     status_listen: SocketAddr,
     /// Most log batches stored by one insert.
-    #[arg(long, env = "TOLLGATE_INGEST_MAX_BATCHES", default_value_t = 500)]
+    #[arg(long, env = "TOLLGATE_INGEST_MAX_BATCHES", default_value_t = IngestConfig::default().max_batches)]
     max_batches: usize,
+    /// Most rows stored by one insert: batches are gathered over several fetches up to this
+    /// (ClickHouse does much better with few big inserts).
+    #[arg(long, env = "TOLLGATE_INGEST_MAX_ROWS", default_value_t = IngestConfig::default().max_rows)]
+    max_rows: usize,
 }
 
 #[derive(Args)]
@@ -587,6 +591,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         store,
         IngestConfig {
             max_batches: args.max_batches.max(1),
+            max_rows: args.max_rows.max(1),
             ..IngestConfig::default()
         },
         metrics,

@@ -210,6 +210,13 @@ impl ClickHouseStore {
     }
 
     async fn insert_rows(&self, batches: &[&LogBatch]) -> Result<(), ClickHouseError> {
+        let started = std::time::Instant::now();
+        let result = self.insert_rows_once(batches).await;
+        tracing::debug!(batches = batches.len(), took = ?started.elapsed(), "inserted rows");
+        result
+    }
+
+    async fn insert_rows_once(&self, batches: &[&LogBatch]) -> Result<(), ClickHouseError> {
         let mut insert = self
             .client
             .insert::<LogRow<'_>>("request_logs")?
@@ -273,7 +280,9 @@ impl AnalyticsStore for ClickHouseStore {
             .filter(|b| !b.logs.is_empty())
             .map(|b| b.id)
             .collect();
+        let started = std::time::Instant::now();
         let mut seen = self.stored_batches(&ids).await?;
+        tracing::debug!(batches = ids.len(), took = ?started.elapsed(), "looked up stored batch ids");
         let mut inserted = Inserted::default();
         let mut fresh: Vec<&LogBatch> = Vec::new();
         let mut fresh_rows = 0usize;

@@ -359,6 +359,7 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
         payload_bytes / options.logs.max(1)
     );
 
+    let cpu_before = CpuSplit::now();
     let began = Instant::now();
     let mut running = Vec::new();
     for _ in 0..options.ingesters {
@@ -390,6 +391,15 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = began.elapsed().as_secs_f64();
+    let cpu = CpuSplit::now().since(&cpu_before);
+    eprintln!(
+        "CPU while ingesting {secs:.1} s: ingester {:.1} s, clickhouse-server {:.1} s, \
+         nats-server {:.1} s ({:.0}% of 2 cores busy)",
+        cpu.ingester,
+        cpu.clickhouse,
+        cpu.nats,
+        100.0 * (cpu.ingester + cpu.clickhouse + cpu.nats) / (2.0 * secs),
+    );
     let mut errors = 0;
     for (metrics, stop, task) in running {
         errors += metrics.insert_errors.get();
@@ -412,6 +422,66 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
         batch = options.batch_size,
         ingesters = options.ingesters,
     ))
+}
+
+/// CPU seconds used so far by this process (the ingesters run in it) and by every
+/// clickhouse-server and nats-server process on the machine.
+struct CpuSplit {
+    ingester: f64,
+    clickhouse: f64,
+    nats: f64,
+}
+
+impl CpuSplit {
+    fn now() -> CpuSplit {
+        let mut split = CpuSplit {
+            ingester: cpu_seconds("self"),
+            clickhouse: 0.0,
+            nats: 0.0,
+        };
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                else {
+                    continue;
+                };
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                // The kernel cuts command names to 15 bytes.
+                match comm.trim() {
+                    "clickhouse-serv" | "clickhouse-server" => split.clickhouse += cpu_seconds(pid),
+                    "nats-server" => split.nats += cpu_seconds(pid),
+                    _ => {}
+                }
+            }
+        }
+        split
+    }
+
+    fn since(&self, before: &CpuSplit) -> CpuSplit {
+        CpuSplit {
+            ingester: self.ingester - before.ingester,
+            clickhouse: self.clickhouse - before.clickhouse,
+            nats: self.nats - before.nats,
+        }
+    }
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in seconds (Linux's clock tick is 1/100 s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let Some((_, after)) = text.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 async fn delete_stream(nats_url: &str, prefix: &str) {
