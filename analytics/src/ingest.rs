@@ -215,6 +215,10 @@ pub async fn run(
                 batches = batches.len(),
                 "stopping with batches not stored; the bus delivers them again"
             );
+            // Handing back needs the batches themselves where the bus keeps no copy (dev).
+            for (delivery, batch) in deliveries.iter_mut().zip(batches) {
+                delivery.batch = batch;
+            }
             release(&deliveries).await;
             break;
         };

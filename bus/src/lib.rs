@@ -141,11 +141,24 @@ pub struct LogDelivery {
 enum Acknowledgement {
     /// Boxed: a JetStream message is large, and deliveries are moved around in vectors.
     Nats(Box<async_nats::jetstream::Message>),
-    /// The in-process channel has nothing to acknowledge: a batch leaves it when taken.
-    Nothing,
+    /// The in-process channel has nothing to acknowledge: a batch leaves it when taken. Handing
+    /// it back puts it in the channel again (weakly held, so a queue does not keep the channel
+    /// open after the bus is gone).
+    Requeue(tokio::sync::mpsc::WeakSender<LogBatch>),
 }
 
 impl LogDelivery {
+    /// A batch taken from an in-process channel; `channel` is where `release` puts it back.
+    pub(crate) fn requeued_to(
+        batch: LogBatch,
+        channel: tokio::sync::mpsc::WeakSender<LogBatch>,
+    ) -> LogDelivery {
+        LogDelivery {
+            batch,
+            ack: Acknowledgement::Requeue(channel),
+        }
+    }
+
     /// Tells the bus the batch is stored, so it is not delivered again.
     pub async fn ack(&self) -> Result<(), BusError> {
         match &self.ack {
@@ -153,7 +166,7 @@ impl LogDelivery {
                 .ack()
                 .await
                 .map_err(|e| BusError::Unavailable(format!("acknowledging a log batch: {e}"))),
-            Acknowledgement::Nothing => Ok(()),
+            Acknowledgement::Requeue(_) => Ok(()),
         }
     }
 
@@ -165,8 +178,12 @@ impl LogDelivery {
                 .ack_with(async_nats::jetstream::AckKind::Nak(None))
                 .await
                 .map_err(|e| BusError::Unavailable(format!("handing back a log batch: {e}"))),
-            // Nothing to hand it back to: a batch leaves the channel when taken.
-            Acknowledgement::Nothing => Ok(()),
+            // The channel is the only copy of the batch: back into it, or it is lost.
+            Acknowledgement::Requeue(channel) => channel
+                .upgrade()
+                .ok_or_else(|| BusError::Unavailable("the log channel is closed".into()))?
+                .try_send(self.batch.clone())
+                .map_err(|e| BusError::Unavailable(format!("handing back a log batch: {e}"))),
         }
     }
 
@@ -179,7 +196,7 @@ impl LogDelivery {
                 .ack_with(async_nats::jetstream::AckKind::Progress)
                 .await
                 .map_err(|e| BusError::Unavailable(format!("extending a log batch's lease: {e}"))),
-            Acknowledgement::Nothing => Ok(()),
+            Acknowledgement::Requeue(_) => Ok(()),
         }
     }
 }

@@ -12,7 +12,7 @@ use tollgate_model::request_log::LogBatch;
 use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
-use crate::{Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue};
+use crate::{Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue};
 
 /// Log batches waiting for the in-process ingester; a full channel makes the edge's shipper
 /// wait (it buffers and spools), never a request.
@@ -165,12 +165,15 @@ impl Bus for MemoryBus {
     async fn log_queue(&self, _consumer: &str) -> Result<Box<dyn LogQueue>, BusError> {
         Ok(Box::new(MemoryLogQueue {
             receiver: self.inner.log_receiver.clone(),
+            sender: self.inner.logs.downgrade(),
         }))
     }
 }
 
 struct MemoryLogQueue {
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<LogBatch>>>,
+    /// Where a batch handed back unstored goes again.
+    sender: mpsc::WeakSender<LogBatch>,
 }
 
 #[async_trait::async_trait]
@@ -186,14 +189,45 @@ impl LogQueue for MemoryLogQueue {
         }
         Ok(batches
             .into_iter()
-            .map(|batch| LogDelivery {
-                batch,
-                ack: Acknowledgement::Nothing,
-            })
+            .map(|batch| LogDelivery::requeued_to(batch, self.sender.clone()))
             .collect())
     }
 
     async fn pending(&mut self) -> Result<u64, BusError> {
         Ok(self.receiver.lock().await.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> LogBatch {
+        LogBatch {
+            id: Uuid::now_v7(),
+            node_id: Uuid::now_v7(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// In dev the channel holds the only copy: a batch handed back unstored (an ingester
+    /// stopping) must come out of the queue again, or it would be lost.
+    #[tokio::test]
+    async fn a_released_batch_is_delivered_again() {
+        let bus = MemoryBus::new();
+        let sent = batch();
+        bus.publish_logs(&sent).await.unwrap();
+        let mut queue = bus.log_queue("dev").await.unwrap();
+        let taken = queue.next(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(queue.pending().await.unwrap(), 0);
+
+        taken[0].release().await.unwrap();
+        let again = queue.next(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(again.iter().map(|d| d.batch.id).collect::<Vec<_>>(), vec![sent.id]);
+
+        // Acknowledged batches are gone for good.
+        again[0].ack().await.unwrap();
+        assert!(queue.next(10, Duration::from_millis(50)).await.unwrap().is_empty());
     }
 }
