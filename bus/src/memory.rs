@@ -224,10 +224,17 @@ mod tests {
 
         taken[0].release().await.unwrap();
         let again = queue.next(10, Duration::from_secs(1)).await.unwrap();
-        assert_eq!(again.iter().map(|d| d.batch.id).collect::<Vec<_>>(), vec![sent.id]);
+        assert_eq!(
+            again.iter().map(|d| d.batch.id).collect::<Vec<_>>(),
+            vec![sent.id]
+        );
 
         // Acknowledged batches are gone for good.
         again[0].ack().await.unwrap();
-        assert!(queue.next(10, Duration::from_millis(50)).await.unwrap().is_empty());
+        assert!(queue
+            .next(10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

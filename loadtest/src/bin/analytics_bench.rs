@@ -333,7 +333,7 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
         let batches = tenant.batches(&mut dice, &spread, done, count, options.batch_size);
         payload_bytes += batches
             .iter()
-            .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
+            .map(|b| b.encode().map(|e| e.bytes.len()).unwrap_or(0))
             .sum::<usize>();
         // Several publishes in flight (JetStream acknowledges each).
         let mut tasks = tokio::task::JoinSet::new();
@@ -354,7 +354,7 @@ async fn ingest_rate_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow
     }
     let publish_secs = published.elapsed().as_secs_f64();
     eprintln!(
-        "published in {publish_secs:.1} s ({:.0} logs/s, {} bytes per log as JSON); ingesting",
+        "published in {publish_secs:.1} s ({:.0} logs/s, {} bytes per log on the bus); ingesting",
         options.logs as f64 / publish_secs,
         payload_bytes / options.logs.max(1)
     );
