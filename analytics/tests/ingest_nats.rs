@@ -224,19 +224,36 @@ async fn a_clickhouse_outage_delays_logs_and_loses_or_doubles_none() {
     assert_eq!(summary.rows, 3600);
 }
 
-/// A store that stores, then never answers: the ingester is stuck between its insert and its
-/// acknowledgements, where the test kills it.
-struct HangsAfterInsert {
+/// The ClickHouse store with its inserts watched: it remembers the most batches one insert got,
+/// and with `hang_after_insert` it stores, notifies, then never answers (the ingester is stuck
+/// between its insert and its acknowledgements, where a test kills it). Queries pass through.
+struct WatchedStore {
     inner: Arc<dyn AnalyticsStore>,
-    inserted: Arc<Notify>,
+    largest_insert: Arc<std::sync::atomic::AtomicUsize>,
+    hang_after_insert: Option<Arc<Notify>>,
+}
+
+impl WatchedStore {
+    fn new(inner: Arc<dyn AnalyticsStore>) -> WatchedStore {
+        WatchedStore {
+            inner,
+            largest_insert: Arc::default(),
+            hang_after_insert: None,
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl AnalyticsStore for HangsAfterInsert {
+impl AnalyticsStore for WatchedStore {
     async fn insert(&self, batches: &[LogBatch]) -> Result<Inserted, StoreError> {
-        self.inner.insert(batches).await?;
-        self.inserted.notify_one();
-        std::future::pending().await
+        self.largest_insert
+            .fetch_max(batches.len(), std::sync::atomic::Ordering::Relaxed);
+        let inserted = self.inner.insert(batches).await?;
+        if let Some(notify) = &self.hang_after_insert {
+            notify.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(inserted)
     }
     async fn series(
         &self,
@@ -290,9 +307,9 @@ async fn an_ingester_killed_between_insert_and_ack_leaves_exact_counts() {
     let inserted = Arc::new(Notify::new());
     let doomed = start_ingester(
         &nats.prefix,
-        Arc::new(HangsAfterInsert {
-            inner: db.store.clone(),
-            inserted: inserted.clone(),
+        Arc::new(WatchedStore {
+            hang_after_insert: Some(inserted.clone()),
+            ..WatchedStore::new(db.store.clone())
         }),
     )
     .await;
@@ -344,59 +361,6 @@ impl tollgate_bus::LogQueue for SmallFetches {
     }
 }
 
-/// A store that remembers the most batches one insert got.
-struct CountsInserts {
-    inner: Arc<dyn AnalyticsStore>,
-    largest: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl AnalyticsStore for CountsInserts {
-    async fn insert(&self, batches: &[LogBatch]) -> Result<Inserted, StoreError> {
-        self.largest
-            .fetch_max(batches.len(), std::sync::atomic::Ordering::Relaxed);
-        self.inner.insert(batches).await
-    }
-    async fn series(
-        &self,
-        organization: Uuid,
-        query: &tollgate_analytics::query::SeriesQuery,
-    ) -> Result<Vec<tollgate_analytics::query::Point>, StoreError> {
-        self.inner.series(organization, query).await
-    }
-    async fn top(
-        &self,
-        organization: Uuid,
-        query: &tollgate_analytics::query::TopQuery,
-    ) -> Result<Vec<tollgate_analytics::query::TopRow>, StoreError> {
-        self.inner.top(organization, query).await
-    }
-    async fn totals(
-        &self,
-        organization: Uuid,
-        range: &TimeRange,
-        filters: &Filters,
-    ) -> Result<tollgate_analytics::query::Totals, StoreError> {
-        self.inner.totals(organization, range, filters).await
-    }
-    async fn recent(
-        &self,
-        organization: Uuid,
-        range: &TimeRange,
-        filters: &Filters,
-        limit: u32,
-    ) -> Result<Vec<RequestLog>, StoreError> {
-        self.inner.recent(organization, range, filters, limit).await
-    }
-    async fn usage(
-        &self,
-        organization: Uuid,
-        month: Month,
-    ) -> Result<tollgate_analytics::query::Usage, StoreError> {
-        self.inner.usage(organization, month).await
-    }
-}
-
 #[tokio::test]
 async fn one_insert_gathers_batches_of_several_fetches_and_counts_stay_exact() {
     let db = TestDb::new().await;
@@ -408,15 +372,13 @@ async fn one_insert_gathers_batches_of_several_fetches_and_counts_stay_exact() {
     publish_all(&bus, &all).await;
 
     let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let queue = Box::new(SmallFetches {
         inner: bus.log_queue(CONSUMER).await.expect("queue"),
         fetches: fetches.clone(),
     });
-    let store = Arc::new(CountsInserts {
-        inner: db.store.clone(),
-        largest: largest.clone(),
-    });
+    let store = WatchedStore::new(db.store.clone());
+    let largest = store.largest_insert.clone();
+    let store = Arc::new(store);
     let metrics = Arc::new(IngestMetrics::new());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(ingest::run(
