@@ -36,6 +36,20 @@ fn quick_logs(batch_size: usize) -> RequestLogConfig {
     }
 }
 
+/// Version 1 of a control plane serving `HOST` with one route, `/`, to an echo upstream.
+async fn echo_snapshot() -> Snapshot {
+    let service = tagged(echo_upstream().await, "echo");
+    let route = route_to(&service, json!({ "paths": ["/"] }));
+    Snapshot::compile(
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        1,
+        vec![HOST.into()],
+        vec![service],
+        vec![route],
+    )
+}
+
 async fn start_logging_edge(
     bus: Arc<dyn Bus>,
     data_dir: &Path,
@@ -368,17 +382,7 @@ async fn every_answered_request_is_logged_with_its_facts() {
 
 #[tokio::test]
 async fn request_logs_off_make_no_lines_and_no_spool() {
-    let echo = echo_upstream().await;
-    let service = tagged(echo, "echo");
-    let route = route_to(&service, json!({ "paths": ["/"] }));
-    let snapshot = Snapshot::compile(
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        1,
-        vec![HOST.into()],
-        vec![service],
-        vec![route],
-    );
+    let snapshot = echo_snapshot().await;
     let bus = MemoryBus::new();
     bus.publish_snapshot(REGION, &snapshot).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -401,17 +405,7 @@ async fn request_logs_off_make_no_lines_and_no_spool() {
 
 #[tokio::test]
 async fn shutdown_publishes_the_lines_still_in_memory() {
-    let echo = echo_upstream().await;
-    let service = tagged(echo, "echo");
-    let route = route_to(&service, json!({ "paths": ["/"] }));
-    let snapshot = Snapshot::compile(
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        1,
-        vec![HOST.into()],
-        vec![service],
-        vec![route],
-    );
+    let snapshot = echo_snapshot().await;
     let bus = MemoryBus::new();
     bus.publish_snapshot(REGION, &snapshot).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -483,17 +477,7 @@ impl Bus for SwitchableBus {
 
 #[tokio::test]
 async fn a_full_spool_drops_its_oldest_batches_and_a_restarted_edge_replays_the_rest() {
-    let echo = echo_upstream().await;
-    let service = tagged(echo, "echo");
-    let route = route_to(&service, json!({ "paths": ["/"] }));
-    let snapshot = Snapshot::compile(
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        1,
-        vec![HOST.into()],
-        vec![service],
-        vec![route],
-    );
+    let snapshot = echo_snapshot().await;
     let bus = SwitchableBus {
         inner: MemoryBus::new(),
         logs_down: Arc::new(AtomicBool::new(true)),
@@ -663,17 +647,7 @@ async fn nats_stopped_during_load_loses_and_duplicates_nothing() {
     let mut nats = PrivateNats::start(dir.path().join("nats"));
     let prefix = format!("edgelog_{}", Uuid::now_v7().simple());
     let bus = NatsBus::connect(&nats.url(), &prefix).await.unwrap();
-    let echo = echo_upstream().await;
-    let service = tagged(echo, "echo");
-    let route = route_to(&service, json!({ "paths": ["/"] }));
-    let snapshot = Snapshot::compile(
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        1,
-        vec![HOST.into()],
-        vec![service],
-        vec![route],
-    );
+    let snapshot = echo_snapshot().await;
     within(
         Duration::from_secs(10),
         "the snapshot published",
