@@ -247,21 +247,15 @@ impl LogLine<'_> {
         put_uuid(out, &self.node_id);
         put_str(out, self.region);
         put_str(out, self.request_id);
-        put_option_uuid(out, self.service_id.as_ref());
-        put_option_uuid(out, self.route_id.as_ref());
-        put_option_uuid(out, self.consumer_id.as_ref());
+        put_option(out, self.service_id.as_ref(), put_uuid);
+        put_option(out, self.route_id.as_ref(), put_uuid);
+        put_option(out, self.consumer_id.as_ref(), put_uuid);
         put_str(out, self.method);
         put_str(out, self.host);
         put_str(out, self.path);
         put_varint(out, u64::from(self.status));
         put_varint(out, self.latency_total_us);
-        match self.latency_upstream_us {
-            None => out.push(0),
-            Some(us) => {
-                out.push(1);
-                put_varint(out, us);
-            }
-        }
+        put_option(out, self.latency_upstream_us, put_varint);
         put_varint(out, self.latency_edge_us);
         put_varint(out, self.bytes_in);
         put_varint(out, self.bytes_out);
@@ -280,15 +274,8 @@ impl LogLine<'_> {
                 put_str(out, text);
             }
         }
-        for text in [self.ai_provider, self.ai_model] {
-            match text {
-                None => out.push(0),
-                Some(text) => {
-                    out.push(1);
-                    put_str(out, text);
-                }
-            }
-        }
+        put_option(out, self.ai_provider, put_str);
+        put_option(out, self.ai_model, put_str);
         put_varint(out, self.ai_prompt_tokens);
         put_varint(out, self.ai_completion_tokens);
         put_varint(out, self.ai_cost_micros);
@@ -320,12 +307,13 @@ fn put_uuid(out: &mut Vec<u8>, id: &Uuid) {
     out.extend_from_slice(id.as_bytes());
 }
 
-fn put_option_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
-    match id {
+/// postcard's options: a 0 byte for none, else a 1 and the value.
+fn put_option<T>(out: &mut Vec<u8>, value: Option<T>, put: fn(&mut Vec<u8>, T)) {
+    match value {
         None => out.push(0),
-        Some(id) => {
+        Some(value) => {
             out.push(1);
-            put_uuid(out, id);
+            put(out, value);
         }
     }
 }
