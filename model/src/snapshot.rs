@@ -166,30 +166,16 @@ impl Snapshot {
 }
 
 fn content_hash(content: &Content<'_>) -> String {
-    // Streamed into the hasher through a buffer: a big snapshot's JSON is MiBs, not worth
-    // holding whole just to hash it.
-    let mut hashing = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+    // Streamed into the hasher (sha2's hashers are `io::Write`) through a buffer: a big
+    // snapshot's JSON is MiBs, not worth holding whole just to hash it.
+    let mut hashing = std::io::BufWriter::with_capacity(64 * 1024, Sha256::new());
     // Serializing plain structs and vectors into a hasher cannot fail.
     let _ = serde_json::to_writer(&mut hashing, content);
     let digest = match hashing.into_inner() {
-        Ok(HashWriter(hasher)) => hasher.finalize(),
+        Ok(hasher) => hasher.finalize(),
         Err(_) => Sha256::digest(b""),
     };
     format!("sha256:{}", hex::encode(digest))
-}
-
-/// Feeds what is written into a SHA-256.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
