@@ -28,6 +28,17 @@ impl Bucket {
         }
     }
 
+    /// The bucket that gives a readable chart over `span`: at most a few hundred points.
+    pub fn for_span(span: Duration) -> Bucket {
+        if span <= Duration::hours(6) {
+            Bucket::Minute
+        } else if span <= Duration::days(7) {
+            Bucket::Hour
+        } else {
+            Bucket::Day
+        }
+    }
+
     /// The start of the bucket `time` falls in (UTC).
     pub fn start_of(self, time: DateTime<Utc>) -> DateTime<Utc> {
         let width = self.width().num_seconds();
@@ -97,6 +108,16 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// The last `span`, ending at the end of the `bucket` that `now` falls in, so that the newest
+    /// bucket is the one requests are landing in now (the console's relative ranges).
+    pub fn last(span: Duration, bucket: Bucket, now: DateTime<Utc>) -> TimeRange {
+        let to = bucket.start_of(now) + bucket.width();
+        TimeRange {
+            from: to - span,
+            to,
+        }
+    }
+
     pub fn validate(&self, errors: &mut FieldErrors) {
         if self.to <= self.from {
             errors.insert("to".into(), "must be after from".into());

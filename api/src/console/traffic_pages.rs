@@ -75,17 +75,6 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-/// The bucket that gives a readable chart over `span`: at most a few hundred points.
-fn bucket_for(span: Duration) -> Bucket {
-    if span <= Duration::hours(6) {
-        Bucket::Minute
-    } else if span <= Duration::days(7) {
-        Bucket::Hour
-    } else {
-        Bucket::Day
-    }
-}
-
 fn preset_span(preset: &str) -> Option<Duration> {
     Some(match preset {
         "15m" => Duration::minutes(15),
@@ -113,14 +102,10 @@ fn window(
         None => "1h".into(),
     };
     if let Some(span) = preset_span(&preset) {
-        let bucket = bucket_for(span);
-        let to = bucket.start_of(now) + bucket.width();
+        let bucket = Bucket::for_span(span);
         return Some(Window {
             preset,
-            range: TimeRange {
-                from: to - span,
-                to,
-            },
+            range: TimeRange::last(span, bucket, now),
             bucket,
         });
     }
@@ -151,7 +136,7 @@ fn window(
         errors.insert("to".into(), "must be after from".into());
         return None;
     }
-    let bucket = bucket_for(to - from);
+    let bucket = Bucket::for_span(to - from);
     let end = bucket.start_of(to);
     let to = if end == to { end } else { end + bucket.width() };
     Some(Window {
