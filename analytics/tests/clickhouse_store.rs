@@ -512,7 +512,7 @@ async fn invalid_queries_are_refused() {
         .is_err());
 }
 
-/// The narrow rollups' totals of requests, one per table.
+/// Every rollup's total of requests, one per table.
 async fn rollup_counts(db: &TestDb, organization: Uuid) -> Vec<(&'static str, u64)> {
     let mut counts = Vec::new();
     for table in [
@@ -521,6 +521,13 @@ async fn rollup_counts(db: &TestDb, organization: Uuid) -> Vec<(&'static str, u6
         "requests_1h_route",
         "requests_1h_consumer",
         "requests_1h_node",
+        "requests_1d_cp",
+        "requests_1d_route",
+        "requests_1d_consumer",
+        "requests_1d_node",
+        "requests_1m_status",
+        "requests_1h_status",
+        "requests_1d_status",
     ] {
         let n = db
             .number(&format!(
@@ -534,7 +541,7 @@ async fn rollup_counts(db: &TestDb, organization: Uuid) -> Vec<(&'static str, u6
 }
 
 #[tokio::test]
-async fn a_database_made_before_the_narrow_rollups_is_backfilled_and_keeps_its_answers() {
+async fn a_database_made_before_the_narrow_and_daily_rollups_is_backfilled_and_keeps_its_answers() {
     require_clickhouse(CLICKHOUSE).await;
     let name = format!("tg_test_{}", Uuid::new_v4().simple());
     let url = tollgate_analytics::clickhouse::ClickHouseUrl::parse(&format!("{CLICKHOUSE}/{name}"))
@@ -575,7 +582,7 @@ async fn a_database_made_before_the_narrow_rollups_is_backfilled_and_keeps_its_a
 
     assert_eq!(
         schema::migrate(&db.url).await.expect("migrate"),
-        ["0003_narrow_rollups"]
+        ["0003_narrow_rollups", "0004_daily_and_status_rollups"]
     );
     for (table, n) in rollup_counts(&db, t.organization).await {
         assert_eq!(n, 600, "{table} holds every stored request once");
@@ -618,6 +625,21 @@ async fn a_database_made_before_the_narrow_rollups_is_backfilled_and_keeps_its_a
         .await
         .expect("totals");
     assert_eq!(counts(&totals), sums(&logs));
+    // Whole days come from the daily rollups.
+    let whole_day = TimeRange {
+        from: at(2026, 3, 2, 0, 0, 0),
+        to: at(2026, 3, 3, 0, 0, 0),
+    };
+    assert_eq!(
+        tollgate_analytics::clickhouse::tables_read(&whole_day, &Filters::default(), None, None),
+        ["requests_1d_status"]
+    );
+    let day_totals = db
+        .store
+        .totals(t.organization, &whole_day, &Filters::default())
+        .await
+        .expect("totals");
+    assert_eq!(counts(&day_totals), sums(&logs));
     let top = db
         .store
         .top(

@@ -237,7 +237,7 @@ pub fn tables_read(
     range: &TimeRange,
     filters: &Filters,
     group_by: Option<Dimension>,
-    minute_buckets: bool,
+    bucket: Option<Bucket>,
 ) -> Vec<&'static str> {
     let needed = sql::needed_dimensions(filters, group_by);
     let mut tables: Vec<&'static str> = Vec::new();
@@ -245,7 +245,7 @@ pub fn tables_read(
         range.from.timestamp_millis().max(0),
         range.to.timestamp_millis(),
         &needed,
-        minute_buckets,
+        bucket,
     ) {
         if !tables.contains(&part.source.table()) {
             tables.push(part.source.table());

@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_narrow_rollups",
         sql: include_str!("../../../migrations/clickhouse/0003_narrow_rollups.sql"),
     },
+    Migration {
+        name: "0004_daily_and_status_rollups",
+        sql: include_str!("../../../migrations/clickhouse/0004_daily_and_status_rollups.sql"),
+    },
 ];
 
 /// The statements of a migration file, without comment lines.

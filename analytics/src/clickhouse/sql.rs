@@ -127,7 +127,7 @@ impl Where {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rollup {
     pub table: &'static str,
-    /// The bucket's column (`minute` or `hour`) and its width.
+    /// The bucket's column (`minute`, `hour` or `day`) and its width.
     time_column: &'static str,
     width_ms: i64,
     dimensions: &'static [Dimension],
@@ -135,6 +135,8 @@ pub struct Rollup {
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
+/// UTC days: ClickHouse's `toStartOfDay` on a `DateTime('UTC')`.
+const DAY_MS: i64 = 86_400_000;
 
 impl Rollup {
     fn covers(&self, needed: &[Dimension]) -> bool {
@@ -144,43 +146,61 @@ impl Rollup {
 
 use Dimension::{Consumer, ControlPlane, Node, Region, Route, Service, Status};
 
-pub(crate) const MINUTE_CP: Rollup = Rollup {
-    table: "requests_1m_cp",
-    time_column: "minute",
-    width_ms: MINUTE_MS,
-    dimensions: &[ControlPlane, Status],
-};
-pub(crate) const HOUR_CP: Rollup = Rollup {
-    table: "requests_1h_cp",
-    time_column: "hour",
-    width_ms: HOUR_MS,
-    dimensions: &[ControlPlane, Status],
-};
-pub(crate) const HOUR_NODE: Rollup = Rollup {
-    table: "requests_1h_node",
-    time_column: "hour",
-    width_ms: HOUR_MS,
-    dimensions: &[ControlPlane, Region, Node],
-};
-pub(crate) const HOUR_ROUTE: Rollup = Rollup {
-    table: "requests_1h_route",
-    time_column: "hour",
-    width_ms: HOUR_MS,
-    dimensions: &[ControlPlane, Service, Route],
-};
-pub(crate) const HOUR_CONSUMER: Rollup = Rollup {
-    table: "requests_1h_consumer",
-    time_column: "hour",
-    width_ms: HOUR_MS,
-    dimensions: &[ControlPlane, Consumer],
-};
+const fn rollup(
+    table: &'static str,
+    time_column: &'static str,
+    width_ms: i64,
+    dimensions: &'static [Dimension],
+) -> Rollup {
+    Rollup {
+        table,
+        time_column,
+        width_ms,
+        dimensions,
+    }
+}
 
-/// Hourly rollups, fewest keys per hour first: the first that covers a query is the cheapest.
-const HOURLY: [&Rollup; 4] = [&HOUR_CP, &HOUR_NODE, &HOUR_ROUTE, &HOUR_CONSUMER];
-/// Minute rollups. A query none covers reads raw rows for what the hourly ones do not give: an
-/// all-dimension rollup would be as large as the raw table for a busy tenant, and cost more on
-/// every insert than all the narrow ones together.
-const MINUTELY: [&Rollup; 1] = [&MINUTE_CP];
+const STATUS: &[Dimension] = &[Status];
+const CP: &[Dimension] = &[ControlPlane, Status];
+const NODE: &[Dimension] = &[ControlPlane, Region, Node];
+const ROUTE: &[Dimension] = &[ControlPlane, Service, Route];
+const CONSUMER: &[Dimension] = &[ControlPlane, Consumer];
+
+pub(crate) const MINUTE_STATUS: Rollup = rollup("requests_1m_status", "minute", MINUTE_MS, STATUS);
+pub(crate) const HOUR_STATUS: Rollup = rollup("requests_1h_status", "hour", HOUR_MS, STATUS);
+pub(crate) const DAY_STATUS: Rollup = rollup("requests_1d_status", "day", DAY_MS, STATUS);
+pub(crate) const MINUTE_CP: Rollup = rollup("requests_1m_cp", "minute", MINUTE_MS, CP);
+pub(crate) const HOUR_CP: Rollup = rollup("requests_1h_cp", "hour", HOUR_MS, CP);
+pub(crate) const HOUR_NODE: Rollup = rollup("requests_1h_node", "hour", HOUR_MS, NODE);
+pub(crate) const HOUR_ROUTE: Rollup = rollup("requests_1h_route", "hour", HOUR_MS, ROUTE);
+pub(crate) const HOUR_CONSUMER: Rollup = rollup("requests_1h_consumer", "hour", HOUR_MS, CONSUMER);
+pub(crate) const DAY_CP: Rollup = rollup("requests_1d_cp", "day", DAY_MS, CP);
+pub(crate) const DAY_NODE: Rollup = rollup("requests_1d_node", "day", DAY_MS, NODE);
+pub(crate) const DAY_ROUTE: Rollup = rollup("requests_1d_route", "day", DAY_MS, ROUTE);
+pub(crate) const DAY_CONSUMER: Rollup = rollup("requests_1d_consumer", "day", DAY_MS, CONSUMER);
+
+/// The rollups of each bucket width, coarsest width first and, within a width, fewest keys per
+/// bucket first: the first of a width that covers a query is the cheapest. A query no minute
+/// rollup covers reads raw rows for what the coarser ones do not give: an all-dimension rollup
+/// would be as large as the raw table for a busy tenant, and cost more on every insert than all
+/// the narrow ones together.
+const LEVELS: [(i64, &[&Rollup]); 3] = [
+    (
+        DAY_MS,
+        &[&DAY_STATUS, &DAY_CP, &DAY_NODE, &DAY_ROUTE, &DAY_CONSUMER],
+    ),
+    (
+        HOUR_MS,
+        &[
+            &HOUR_STATUS,
+            &HOUR_CP,
+            &HOUR_NODE,
+            &HOUR_ROUTE,
+            &HOUR_CONSUMER,
+        ],
+    ),
+    (MINUTE_MS, &[&MINUTE_STATUS, &MINUTE_CP]),
+];
 
 /// Where one piece of a range is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,48 +249,57 @@ pub(crate) fn needed_dimensions(filters: &Filters, group_by: Option<Dimension>) 
     needed
 }
 
-/// Splits `[from_ms, to_ms)` into the pieces that give it exactly, each from the smallest table
-/// that can: the whole hours from the first hourly rollup covering `needed` (unless the query
-/// wants minute buckets, which hourly rows cannot give); what is left at either end in whole
-/// minutes from the minute rollup if it covers `needed`; the rest (partial minutes, or
-/// everything no rollup covers) from raw rows.
-pub fn plan(from_ms: i64, to_ms: i64, needed: &[Dimension], minute_buckets: bool) -> Vec<Part> {
+/// Splits `[from_ms, to_ms)` into the pieces that give it exactly, each from the coarsest table
+/// that can, in order of `from_ms`: the whole days from the first daily rollup covering `needed`,
+/// what is left at either end in whole hours from the first hourly one, then in whole minutes from
+/// the minute rollup, the rest (partial minutes, or everything no rollup covers) from raw rows.
+/// A series never reads rows coarser than its `bucket` (none: totals and top-N tables).
+pub fn plan(from_ms: i64, to_ms: i64, needed: &[Dimension], bucket: Option<Bucket>) -> Vec<Part> {
     let to_ms = to_ms.max(from_ms);
-    let part = |source, from_ms, to_ms| Part {
-        source,
-        from_ms,
-        to_ms,
-    };
+    let coarsest = bucket.map_or(DAY_MS, |b| b.width().num_milliseconds());
     let ceil = |t: i64, width: i64| (t + width - 1).div_euclid(width) * width;
     let floor = |t: i64, width: i64| t.div_euclid(width) * width;
-    let minute = MINUTELY.into_iter().find(|r| r.covers(needed));
-    let hour = HOURLY
-        .into_iter()
-        .find(|r| !minute_buckets && r.covers(needed));
-    let mut parts = Vec::with_capacity(5);
-    let (hour_from, hour_to) = (ceil(from_ms, HOUR_MS), floor(to_ms, HOUR_MS));
-    let rest = match hour {
-        Some(hour) if hour_from < hour_to => {
-            parts.push(part(Source::Rollup(hour), hour_from, hour_to));
-            [(from_ms, hour_from), (hour_to, to_ms)]
+    let mut parts = Vec::with_capacity(7);
+    // What is still to read, in order.
+    let mut left = vec![(from_ms, to_ms)];
+    for (width, rollups) in LEVELS {
+        if width > coarsest {
+            continue;
         }
-        _ => [(from_ms, to_ms), (to_ms, to_ms)],
-    };
-    for (from_ms, to_ms) in rest.into_iter().filter(|(from, to)| from < to) {
-        let (minute_from, minute_to) = (ceil(from_ms, MINUTE_MS), floor(to_ms, MINUTE_MS));
-        match minute {
-            Some(minute) if minute_from < minute_to => {
-                parts.push(part(Source::Rollup(minute), minute_from, minute_to));
-                if from_ms < minute_from {
-                    parts.push(part(Source::Raw, from_ms, minute_from));
-                }
-                if minute_to < to_ms {
-                    parts.push(part(Source::Raw, minute_to, to_ms));
-                }
+        let Some(rollup) = rollups.iter().copied().find(|r| r.covers(needed)) else {
+            continue;
+        };
+        let mut still = Vec::with_capacity(left.len() + 1);
+        for (from, to) in left {
+            let (whole_from, whole_to) = (ceil(from, width), floor(to, width));
+            if whole_from >= whole_to {
+                still.push((from, to));
+                continue;
             }
-            _ => parts.push(part(Source::Raw, from_ms, to_ms)),
+            parts.push(Part {
+                source: Source::Rollup(rollup),
+                from_ms: whole_from,
+                to_ms: whole_to,
+            });
+            if from < whole_from {
+                still.push((from, whole_from));
+            }
+            if whole_to < to {
+                still.push((whole_to, to));
+            }
         }
+        left = still;
     }
+    parts.extend(
+        left.into_iter()
+            .filter(|(from, to)| from < to)
+            .map(|(from, to)| Part {
+                source: Source::Raw,
+                from_ms: from,
+                to_ms: to,
+            }),
+    );
+    parts.sort_by_key(|p| p.from_ms);
     parts
 }
 
@@ -303,7 +332,7 @@ pub(crate) fn grouped_source(
     let from_ms = range.from.timestamp_millis().max(0);
     let to_ms = range.to.timestamp_millis().max(from_ms);
     let needed = needed_dimensions(filters, group_by);
-    plan(from_ms, to_ms, &needed, bucket == Some(Bucket::Minute))
+    plan(from_ms, to_ms, &needed, bucket)
         .into_iter()
         .map(|part| part_sql(organization, &part, filters, group_by, bucket))
         .collect::<Vec<_>>()
@@ -429,72 +458,133 @@ mod tests {
     }
 
     #[test]
-    fn whole_hours_come_from_an_hourly_rollup_and_edges_from_minutes_then_raw() {
+    fn whole_days_then_hours_then_minutes_then_raw_rows() {
         let (from, to) = (ms("2026-11-19 10:17:42.250"), ms("2026-11-26 10:17:42.250"));
-        let parts = plan(from, to, &[], false);
+        let parts = plan(from, to, &[], None);
         assert_eq!(
             pieces(&parts),
             vec![
+                ("request_logs", from, ms("2026-11-19 10:18:00.000")),
                 (
-                    "requests_1h_cp",
-                    ms("2026-11-19 11:00:00.000"),
-                    ms("2026-11-26 10:00:00.000")
-                ),
-                (
-                    "requests_1m_cp",
+                    "requests_1m_status",
                     ms("2026-11-19 10:18:00.000"),
                     ms("2026-11-19 11:00:00.000")
                 ),
-                ("request_logs", from, ms("2026-11-19 10:18:00.000")),
                 (
-                    "requests_1m_cp",
+                    "requests_1h_status",
+                    ms("2026-11-19 11:00:00.000"),
+                    ms("2026-11-20 00:00:00.000")
+                ),
+                (
+                    "requests_1d_status",
+                    ms("2026-11-20 00:00:00.000"),
+                    ms("2026-11-26 00:00:00.000")
+                ),
+                (
+                    "requests_1h_status",
+                    ms("2026-11-26 00:00:00.000"),
+                    ms("2026-11-26 10:00:00.000")
+                ),
+                (
+                    "requests_1m_status",
                     ms("2026-11-26 10:00:00.000"),
                     ms("2026-11-26 10:17:00.000")
                 ),
                 ("request_logs", ms("2026-11-26 10:17:00.000"), to),
             ]
         );
+        // An hourly series reads no days; a minute series neither days nor hours. (Without a
+        // control plane to keep, the organization-wide tables by status.)
+        let tables = |bucket| {
+            let mut tables: Vec<_> = plan(from, to, &[], Some(bucket))
+                .iter()
+                .map(|p| p.source.table())
+                .collect();
+            tables.dedup();
+            tables
+        };
+        assert_eq!(
+            tables(Bucket::Hour),
+            [
+                "request_logs",
+                "requests_1m_status",
+                "requests_1h_status",
+                "requests_1m_status",
+                "request_logs"
+            ]
+        );
+        assert_eq!(
+            tables(Bucket::Minute),
+            ["request_logs", "requests_1m_status", "request_logs"]
+        );
+        assert_eq!(
+            tables(Bucket::Day),
+            pieces(&parts).iter().map(|p| p.0).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn each_dimension_reads_the_smallest_rollup_that_keeps_it() {
         let (from, to) = (ms("2026-11-19 00:00:00.000"), ms("2026-11-26 00:00:00.000"));
-        let table = |needed: &[Dimension], minute_buckets| {
-            let parts = plan(from, to, needed, minute_buckets);
+        let table = |needed: &[Dimension], bucket| {
+            let parts = plan(from, to, needed, bucket);
             assert_eq!(parts.len(), 1, "aligned ranges need no edges");
             parts[0].source.table()
         };
-        assert_eq!(table(&[], false), "requests_1h_cp");
-        assert_eq!(table(&[Status], false), "requests_1h_cp");
-        assert_eq!(table(&[ControlPlane, Status], false), "requests_1h_cp");
-        assert_eq!(table(&[Node], false), "requests_1h_node");
-        assert_eq!(table(&[Region, ControlPlane], false), "requests_1h_node");
-        assert_eq!(table(&[Route], false), "requests_1h_route");
-        assert_eq!(table(&[Service, Route], false), "requests_1h_route");
-        assert_eq!(table(&[Consumer], false), "requests_1h_consumer");
+        assert_eq!(table(&[], None), "requests_1d_status");
+        assert_eq!(table(&[Status], Some(Bucket::Day)), "requests_1d_status");
+        assert_eq!(table(&[ControlPlane], None), "requests_1d_cp");
+        assert_eq!(table(&[ControlPlane, Status], None), "requests_1d_cp");
+        assert_eq!(table(&[ControlPlane], Some(Bucket::Hour)), "requests_1h_cp");
+        assert_eq!(
+            table(&[ControlPlane], Some(Bucket::Minute)),
+            "requests_1m_cp"
+        );
+        assert_eq!(table(&[Node], None), "requests_1d_node");
+        assert_eq!(table(&[Region, ControlPlane], None), "requests_1d_node");
+        assert_eq!(table(&[Route], None), "requests_1d_route");
+        assert_eq!(table(&[Service, Route], None), "requests_1d_route");
+        assert_eq!(table(&[Consumer], None), "requests_1d_consumer");
+        assert_eq!(table(&[], Some(Bucket::Hour)), "requests_1h_status");
+        assert_eq!(table(&[Node], Some(Bucket::Hour)), "requests_1h_node");
+        assert_eq!(table(&[Route], Some(Bucket::Hour)), "requests_1h_route");
+        assert_eq!(
+            table(&[Consumer], Some(Bucket::Hour)),
+            "requests_1h_consumer"
+        );
         // Nothing keeps both: raw rows.
-        assert_eq!(table(&[Consumer, Route], false), "request_logs");
-        assert_eq!(table(&[Route, Status], false), "request_logs");
-        assert_eq!(table(&[Node, Status], false), "request_logs");
-        // Minute buckets cannot come from hourly rows.
-        assert_eq!(table(&[], true), "requests_1m_cp");
-        assert_eq!(table(&[Status], true), "requests_1m_cp");
-        assert_eq!(table(&[Route], true), "request_logs");
+        assert_eq!(table(&[Consumer, Route], None), "request_logs");
+        assert_eq!(table(&[Route, Status], None), "request_logs");
+        assert_eq!(table(&[Node, Status], Some(Bucket::Hour)), "request_logs");
+        // Minute buckets cannot come from hourly or daily rows.
+        assert_eq!(table(&[], Some(Bucket::Minute)), "requests_1m_status");
+        assert_eq!(table(&[Status], Some(Bucket::Minute)), "requests_1m_status");
+        assert_eq!(table(&[Route], Some(Bucket::Minute)), "request_logs");
     }
 
     #[test]
-    fn edges_of_a_narrow_hourly_rollup_without_a_minute_rollup_come_from_raw_rows() {
-        let (from, to) = (ms("2026-11-26 09:30:00.000"), ms("2026-11-26 11:00:30.000"));
+    fn edges_of_a_narrow_rollup_without_a_minute_rollup_come_from_raw_rows() {
+        let (from, to) = (ms("2026-11-25 09:30:00.000"), ms("2026-11-27 11:00:30.000"));
         assert_eq!(
-            pieces(&plan(from, to, &[Route], false)),
+            pieces(&plan(from, to, &[Route], None)),
             vec![
+                ("request_logs", from, ms("2026-11-25 10:00:00.000")),
                 (
                     "requests_1h_route",
-                    ms("2026-11-26 10:00:00.000"),
-                    ms("2026-11-26 11:00:00.000")
+                    ms("2026-11-25 10:00:00.000"),
+                    ms("2026-11-26 00:00:00.000")
                 ),
-                ("request_logs", from, ms("2026-11-26 10:00:00.000")),
-                ("request_logs", ms("2026-11-26 11:00:00.000"), to),
+                (
+                    "requests_1d_route",
+                    ms("2026-11-26 00:00:00.000"),
+                    ms("2026-11-27 00:00:00.000")
+                ),
+                (
+                    "requests_1h_route",
+                    ms("2026-11-27 00:00:00.000"),
+                    ms("2026-11-27 11:00:00.000")
+                ),
+                ("request_logs", ms("2026-11-27 11:00:00.000"), to),
             ]
         );
     }
@@ -504,17 +594,17 @@ mod tests {
         // Less than an hour: minutes only.
         let (from, to) = (ms("2026-11-26 10:05:00.000"), ms("2026-11-26 10:50:00.001"));
         assert_eq!(
-            pieces(&plan(from, to, &[Status], false)),
+            pieces(&plan(from, to, &[Status], None)),
             vec![
-                ("requests_1m_cp", from, ms("2026-11-26 10:50:00.000")),
+                ("requests_1m_status", from, ms("2026-11-26 10:50:00.000")),
                 ("request_logs", ms("2026-11-26 10:50:00.000"), to),
             ]
         );
         // Two hours without a whole clock hour inside: minutes only.
         let (from, to) = (ms("2026-11-26 10:30:00.000"), ms("2026-11-26 11:30:00.000"));
         assert_eq!(
-            pieces(&plan(from, to, &[], false)),
-            vec![("requests_1m_cp", from, to)]
+            pieces(&plan(from, to, &[], None)),
+            vec![("requests_1m_status", from, to)]
         );
         // Inside one minute (or across a boundary without a whole minute): raw only.
         for (from, to) in [
@@ -523,7 +613,7 @@ mod tests {
         ] {
             let (from, to) = (ms(from), ms(to));
             assert_eq!(
-                pieces(&plan(from, to, &[], false)),
+                pieces(&plan(from, to, &[], None)),
                 vec![("request_logs", from, to)]
             );
         }
@@ -533,15 +623,29 @@ mod tests {
     fn every_piece_is_whole_buckets_of_its_source_and_the_pieces_tile_the_range() {
         let base = ms("2026-11-26 00:00:00.000");
         let offsets = [
-            0, 1, 59_999, 60_000, 61_000, 3_599_999, 3_600_000, 3_660_001,
+            0,
+            1,
+            59_999,
+            60_000,
+            61_000,
+            3_599_999,
+            3_600_000,
+            3_660_001,
+            DAY_MS - 1,
+            DAY_MS + 1,
+        ];
+        let buckets = [
+            None,
+            Some(Bucket::Minute),
+            Some(Bucket::Hour),
+            Some(Bucket::Day),
         ];
         for from_offset in offsets {
-            for to_offset in offsets.iter().map(|o| o + 2 * HOUR_MS) {
-                for minute_buckets in [false, true] {
+            for to_offset in offsets.iter().map(|o| o + DAY_MS + 2 * HOUR_MS) {
+                for bucket in buckets {
                     for needed in [&[Status][..], &[Route], &[Route, Consumer]] {
                         let (from, to) = (base + from_offset, base + to_offset);
-                        let mut parts = plan(from, to, needed, minute_buckets);
-                        parts.sort_by_key(|p| p.from_ms);
+                        let parts = plan(from, to, needed, bucket);
                         assert_eq!(parts.first().unwrap().from_ms, from);
                         assert_eq!(parts.last().unwrap().to_ms, to);
                         for pair in parts.windows(2) {
@@ -552,6 +656,9 @@ mod tests {
                             match part.source {
                                 Source::Rollup(rollup) => {
                                     assert!(rollup.covers(needed), "{parts:?}");
+                                    let widest =
+                                        bucket.map_or(DAY_MS, |b| b.width().num_milliseconds());
+                                    assert!(rollup.width_ms <= widest, "{parts:?}");
                                     assert_eq!(part.from_ms % rollup.width_ms, 0, "{parts:?}");
                                     assert_eq!(part.to_ms % rollup.width_ms, 0, "{parts:?}");
                                 }
