@@ -425,6 +425,30 @@ async fn store_remaining_logs(bus: &dyn Bus, store: &dyn AnalyticsStore) {
     }
 }
 
+/// Refuses a ClickHouse database that lacks migrations of this release: the API would answer
+/// dashboards with errors, and an ingester would store rows that views not yet created never
+/// count. When ClickHouse cannot be reached the check is skipped with a warning: both processes
+/// start before ClickHouse does and retry, as they do when it goes away later.
+async fn check_clickhouse_schema(url: &ClickHouseUrl) -> anyhow::Result<()> {
+    use tollgate_analytics::clickhouse::{schema, ClickHouseError};
+    let missing = match schema::pending(url).await {
+        Ok(pending) if pending.is_empty() => return Ok(()),
+        Ok(pending) => pending.join(", "),
+        Err(ClickHouseError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "ClickHouse is unreachable; its schema is not checked");
+            return Ok(());
+        }
+        // No database or no schema_migrations table: nothing was migrated.
+        Err(e) => format!("all ({e})"),
+    };
+    anyhow::bail!(
+        "ClickHouse database {} at {} lacks migrations: {missing}; \
+         run `tollgate migrate --clickhouse-url URL` first",
+        url.database,
+        url.server
+    )
+}
+
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database_url {
         migrate_database(url).await?;
@@ -497,13 +521,14 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(parse_master_key)
                 .transpose()?,
-            analytics: args
-                .clickhouse_url
-                .as_deref()
-                .map(|url| -> anyhow::Result<Arc<dyn AnalyticsStore>> {
-                    Ok(Arc::new(ClickHouseStore::new(&ClickHouseUrl::parse(url)?)))
-                })
-                .transpose()?,
+            analytics: match args.clickhouse_url.as_deref() {
+                Some(url) => {
+                    let url = ClickHouseUrl::parse(url)?;
+                    check_clickhouse_schema(&url).await?;
+                    Some(Arc::new(ClickHouseStore::new(&url)) as Arc<dyn AnalyticsStore>)
+                }
+                None => None,
+            },
         },
         db,
         bus,
@@ -560,6 +585,7 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
 
 async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let url = ClickHouseUrl::parse(&args.clickhouse_url)?;
+    check_clickhouse_schema(&url).await?;
     let store: Arc<dyn AnalyticsStore> = Arc::new(ClickHouseStore::new(&url));
     let bus = NatsBus::connect(&args.nats_url, &args.nats_prefix)
         .await

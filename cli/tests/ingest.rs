@@ -3,6 +3,7 @@
 //! fetched or inserted without acknowledging comes back after the ack deadline and is skipped by
 //! batch id. (The exact window between an insert and its acks is hit deterministically by
 //! `analytics/tests/ingest_nats.rs`; a kill of a real process cannot aim that precisely.)
+//! An ingester also refuses a database that lacks migrations, until `tollgate migrate` runs.
 //! Needs NATS on 127.0.0.1:4222 and ClickHouse on 127.0.0.1:8123 (`scripts/services.sh`).
 
 mod common;
@@ -155,4 +156,61 @@ async fn a_killed_ingester_process_loses_and_duplicates_nothing() {
             .delete_stream(format!("{prefix}_logs"))
             .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingester_refuses_a_database_that_lacks_migrations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = format!("tg_cli_ingest_{}", Uuid::new_v4().simple());
+    let url = format!("{CLICKHOUSE}/{database}");
+    let prefix = format!("tgmig{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let ingest_args = [
+        "ingest",
+        "--nats-url",
+        NATS,
+        "--clickhouse-url",
+        &url,
+        "--nats-prefix",
+        &prefix,
+        "--status-listen",
+        "127.0.0.1:0",
+    ];
+    let refused = |process: &mut Process, missing: &str| {
+        assert!(
+            !process.wait_success(Duration::from_secs(30)),
+            "{} started",
+            process.name
+        );
+        let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+        assert!(
+            log.contains("run `tollgate migrate") && log.contains(missing),
+            "{log}"
+        );
+    };
+
+    // Never migrated.
+    let mut fresh = Process::spawn("ingest-fresh", dir.path(), &ingest_args);
+    refused(&mut fresh, "lacks migrations: all");
+
+    // As the release before the daily rollups left it.
+    let parsed = tollgate_analytics::clickhouse::ClickHouseUrl::parse(&url).expect("url");
+    tollgate_analytics::clickhouse::schema::migrate_through(&parsed, "0003_narrow_rollups")
+        .await
+        .expect("migrate through 0003");
+    let mut old = Process::spawn("ingest-old", dir.path(), &ingest_args);
+    refused(&mut old, "0004_daily_and_status_rollups");
+
+    let mut migrate = Process::spawn(
+        "migrate",
+        dir.path(),
+        &["migrate", "--clickhouse-url", &url],
+    );
+    assert!(
+        migrate.wait_success(Duration::from_secs(60)),
+        "migrate failed"
+    );
+    let mut current = Process::spawn("ingest-current", dir.path(), &ingest_args);
+    current.wait_for_line("ingesting", Duration::from_secs(30));
+    drop(current);
+    clickhouse("default", &format!("DROP DATABASE IF EXISTS {database}")).await;
 }
