@@ -255,9 +255,24 @@ pub async fn run(
 
 /// The fetcher's side of [`run`]: gathers one insert's worth of batches ahead, waits to be
 /// asked for it while keeping its leases alive, hands it over and gathers the next. Stops when
-/// `stop` completes or the loop is gone, handing back what it holds.
+/// `stop` completes or the loop is gone, handing back what it holds. Then it flushes the bus's
+/// connection, which also carries what the loop handed back before stopping it: a process that
+/// exits right after would lose those messages, and its batches would wait out their deadline.
 async fn fetch_loop(
     mut queue: Box<dyn LogQueue>,
+    config: IngestConfig,
+    metrics: Arc<IngestMetrics>,
+    requests: mpsc::Receiver<oneshot::Sender<Vec<LogDelivery>>>,
+    stop: oneshot::Receiver<()>,
+) {
+    fetch_until_stopped(queue.as_mut(), config, metrics, requests, stop).await;
+    if let Err(e) = queue.flush().await {
+        tracing::debug!(error = %e, "flushing the bus after stopping failed");
+    }
+}
+
+async fn fetch_until_stopped(
+    queue: &mut dyn LogQueue,
     config: IngestConfig,
     metrics: Arc<IngestMetrics>,
     mut requests: mpsc::Receiver<oneshot::Sender<Vec<LogDelivery>>>,
@@ -272,11 +287,16 @@ async fn fetch_loop(
                 metrics.lag.set(i64::try_from(pending).unwrap_or(i64::MAX));
             }
         }
-        let gathered = tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            gathered = gather(queue.as_mut(), &config, &metrics) => gathered,
-        };
+        // A gathering is not cut short by `stop`: what it took must be handed back, or it would
+        // wait out its deadline. That includes batches the loop hands back while stopping, which
+        // the bus may deliver again at once to this very fetch. (It ends within 4 × `wait`.)
+        let gathered = gather(queue, &config, &metrics).await;
+        if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            if let Ok(deliveries) = gathered {
+                release(&deliveries).await;
+            }
+            return;
+        }
         let deliveries = match gathered {
             Ok(deliveries) => {
                 backoff = config.min_backoff;

@@ -226,11 +226,13 @@ async fn a_clickhouse_outage_delays_logs_and_loses_or_doubles_none() {
 
 /// The ClickHouse store with its inserts watched: it remembers the most batches one insert got,
 /// and with `hang_after_insert` it stores, notifies, then never answers (the ingester is stuck
-/// between its insert and its acknowledgements, where a test kills it). Queries pass through.
+/// between its insert and its acknowledgements, where a test kills it); with `fail_inserts`
+/// every insert fails as if ClickHouse were down. Queries pass through.
 struct WatchedStore {
     inner: Arc<dyn AnalyticsStore>,
     largest_insert: Arc<std::sync::atomic::AtomicUsize>,
     hang_after_insert: Option<Arc<Notify>>,
+    fail_inserts: bool,
 }
 
 impl WatchedStore {
@@ -239,6 +241,7 @@ impl WatchedStore {
             inner,
             largest_insert: Arc::default(),
             hang_after_insert: None,
+            fail_inserts: false,
         }
     }
 }
@@ -248,6 +251,9 @@ impl AnalyticsStore for WatchedStore {
     async fn insert(&self, batches: &[LogBatch]) -> Result<Inserted, StoreError> {
         self.largest_insert
             .fetch_max(batches.len(), std::sync::atomic::Ordering::Relaxed);
+        if self.fail_inserts {
+            return Err(StoreError::Unavailable("ClickHouse is down (test)".into()));
+        }
         let inserted = self.inner.insert(batches).await?;
         if let Some(notify) = &self.hang_after_insert {
             notify.notify_one();
@@ -337,6 +343,41 @@ async fn an_ingester_killed_between_insert_and_ack_leaves_exact_counts() {
     .await;
     let summary = survivor.stop().await;
     assert_eq!(summary.rows + stored_before, 600);
+}
+
+#[tokio::test]
+async fn a_stopping_ingester_hands_back_its_batches_at_once() {
+    // Redelivery after the acknowledgement deadline would take two minutes: anything delivered
+    // again within the test's deadlines was handed back (NAKed) by the stopping ingester.
+    let db = TestDb::new().await;
+    let nats = NatsPrefix::with_ack_wait(CONSUMER, Duration::from_secs(120)).await;
+    let bus = NatsBus::connect(NATS, &nats.prefix).await.expect("bus");
+    let t = Tenant::new();
+    let all = batches(&t, now_ms(), 20, 30);
+    publish_all(&bus, &all).await;
+
+    let stuck = start_ingester(
+        &nats.prefix,
+        Arc::new(WatchedStore {
+            fail_inserts: true,
+            ..WatchedStore::new(db.store.clone())
+        }),
+    )
+    .await;
+    eventually(
+        "the stuck ingester to hold batches through failed inserts",
+        Duration::from_secs(30),
+        || async { (stuck.metrics.insert_errors.get() >= 2).then_some(()) },
+    )
+    .await;
+    let summary = stuck.stop().await;
+    assert_eq!(summary.rows, 0);
+    assert_eq!(rows_of(&db, t.organization).await.unwrap_or(0), 0);
+
+    let next = start_ingester(&nats.prefix, db.store.clone()).await;
+    expect_exactly(&db, t.organization, 600).await;
+    let summary = next.stop().await;
+    assert_eq!(summary.rows, 600);
 }
 
 /// The bus's side with each fetch cut to a few batches, so one insert has to gather several.

@@ -130,6 +130,11 @@ pub trait LogQueue: Send {
     async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<LogDelivery>, BusError>;
     /// Batches published and not yet handed to any ingester (the ingester's lag).
     async fn pending(&mut self) -> Result<u64, BusError>;
+    /// Waits until what the deliveries told the bus (acknowledged, handed back) has reached it:
+    /// those messages are only queued, and a process that exits first loses them.
+    async fn flush(&mut self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// One batch handed to an ingester. Acknowledge it only after it is stored.

@@ -430,12 +430,17 @@ impl Bus for NatsBus {
             )
             .await
             .map_err(unavailable)?;
-        Ok(Box::new(NatsLogQueue { consumer }))
+        Ok(Box::new(NatsLogQueue {
+            consumer,
+            client: self.client.clone(),
+        }))
     }
 }
 
 struct NatsLogQueue {
     consumer: consumer::Consumer<pull::Config>,
+    /// The connection the deliveries' acknowledgements go out on.
+    client: async_nats::Client,
 }
 
 #[async_trait::async_trait]
@@ -498,5 +503,9 @@ impl LogQueue for NatsLogQueue {
     async fn pending(&mut self) -> Result<u64, BusError> {
         let info = self.consumer.info().await.map_err(unavailable)?;
         Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    async fn flush(&mut self) -> Result<(), BusError> {
+        self.client.flush().await.map_err(unavailable)
     }
 }

@@ -299,6 +299,11 @@ pub const TEST_ACK_WAIT: Duration = Duration::from_secs(3);
 
 impl NatsPrefix {
     pub async fn new(consumer: &str) -> NatsPrefix {
+        NatsPrefix::with_ack_wait(consumer, TEST_ACK_WAIT).await
+    }
+
+    /// With the consumer's acknowledgement deadline set to `ack_wait`.
+    pub async fn with_ack_wait(consumer: &str, ack_wait: Duration) -> NatsPrefix {
         use async_nats::jetstream::{self, consumer as c, stream};
         let prefix = format!("tgtest{}", &Uuid::new_v4().simple().to_string()[..12]);
         let client = async_nats::connect(NATS).await.unwrap_or_else(|e| {
@@ -322,7 +327,7 @@ impl NatsPrefix {
                 c::pull::Config {
                     durable_name: Some(consumer.to_string()),
                     ack_policy: c::AckPolicy::Explicit,
-                    ack_wait: TEST_ACK_WAIT,
+                    ack_wait,
                     max_deliver: -1,
                     max_ack_pending: 50_000,
                     ..Default::default()
