@@ -61,16 +61,12 @@ pub async fn serve<H, F, B>(
             _ = wait_for_shutdown(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnectionInfo {
-            peer,
-            local_port,
-            scheme: if tls.is_some() {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            },
-            sni: None,
+        let scheme = if tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
         };
+        let info = ConnectionInfo::new(peer, local_port, scheme);
         let connection = Connection {
             builder: builder.clone(),
             handler: handler.clone(),
@@ -126,7 +122,9 @@ where
         let peer = info.peer;
         let handler = self.handler;
         let service = service_fn(move |request| {
-            let answer = handler(info.clone(), request);
+            // Boxed: hyper moves the request's future several times before polling it, and the
+            // proxy's is a few KiB.
+            let answer = Box::pin(handler(info.clone(), request));
             async move { Ok::<_, Infallible>(answer.await) }
         });
         let connection = self
