@@ -1,7 +1,7 @@
 //! Keep-alive HTTP/1.1 connections to plain `http` upstreams, shared by every worker thread: the
 //! proxy's hottest path. A request pops an idle connection of its upstream's authority (or opens
 //! one) and drives it with hyper's own `client::conn::http1`; the response body puts it back when
-//! it ends.
+//! it ends, most recently used first out.
 //!
 //! Hand-written rather than hyper-util's legacy `Client`, which per request boxes the response
 //! future, races the pool checkout against a lazily built connect future, hashes a
@@ -83,23 +83,15 @@ impl Http1Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let connections = idle.get_mut(authority.as_str())?;
-        // Connections come back when their response body ends, which is normally after hyper
-        // has asked for the next request; one still finishing is kept for later.
-        let mut finishing = Vec::new();
-        let mut found = None;
-        while let Some(connection) = connections.pop() {
-            if connection.sender.is_closed() || connection.since.elapsed() > self.idle.timeout {
-                continue;
+        // Connections are pooled ready for a request: one that is not any more is closing.
+        let sender = loop {
+            let connection = connections.pop()?;
+            if connection.sender.is_ready() && connection.since.elapsed() <= self.idle.timeout {
+                break connection.sender;
             }
-            if connection.sender.is_ready() {
-                found = Some(connection.sender);
-                break;
-            }
-            finishing.push(connection);
-        }
-        connections.append(&mut finishing);
+        };
         Some(PooledConnection {
-            sender: Some(found?),
+            sender: Some(sender),
             authority: authority.clone(),
             idle: Arc::downgrade(&self.idle),
             reused: true,
@@ -151,8 +143,8 @@ impl Http1Pool {
     }
 }
 
-/// A connection taken from (or made for) the pool; it goes back when dropped, unless closed or
-/// [`PooledConnection::discard`]ed.
+/// A connection taken from (or made for) the pool; it goes back when dropped (once it can take
+/// the next request), unless closed or [`PooledConnection::discard`]ed.
 pub struct PooledConnection {
     sender: Option<SendRequest<RequestBody>>,
     authority: Authority,
@@ -178,29 +170,47 @@ impl PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        let Some(sender) = self.sender.take() else {
+        let Some(mut sender) = self.sender.take() else {
             return;
         };
-        if sender.is_closed() {
-            return;
-        }
         let Some(idle) = self.idle.upgrade() else {
             return;
         };
-        let mut by_authority = idle
+        if sender.is_ready() {
+            idle.put(&self.authority, sender);
+            return;
+        }
+        if sender.is_closed() {
+            return;
+        }
+        // The body ended on this side before the connection's task took in its end (another
+        // worker thread runs it): pooled once it can take a request, as hyper-util's client does.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let authority = self.authority.clone();
+        runtime.spawn(async move {
+            if sender.ready().await.is_ok() {
+                idle.put(&authority, sender);
+            }
+        });
+    }
+}
+
+impl IdleConnections {
+    fn put(&self, authority: &Authority, sender: SendRequest<RequestBody>) {
+        let mut by_authority = self
             .by_authority
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let connections = match by_authority.get_mut(self.authority.as_str()) {
+        let connections = match by_authority.get_mut(authority.as_str()) {
             Some(connections) => connections,
-            None => by_authority
-                .entry(self.authority.as_str().into())
-                .or_default(),
+            None => by_authority.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are first: those that outlived the idle timeout go.
         let expired = connections
             .iter()
-            .take_while(|c| c.since.elapsed() > idle.timeout)
+            .take_while(|c| c.since.elapsed() > self.timeout)
             .count();
         connections.drain(..expired);
         if connections.len() < MAX_IDLE_PER_AUTHORITY {
