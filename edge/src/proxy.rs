@@ -326,15 +326,34 @@ impl Proxy {
         if let Some(cookie) = set_cookie {
             parts.headers.append(SET_COOKIE, cookie);
         }
-        let millis =
-            |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         parts
             .headers
-            .insert(X_PROXY_LATENCY, millis(first_sent - received));
+            .insert(X_PROXY_LATENCY, millis_header(first_sent - received));
         parts
             .headers
-            .insert(X_UPSTREAM_LATENCY, millis(answered - sent));
+            .insert(X_UPSTREAM_LATENCY, millis_header(answered - sent));
         Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// Whole milliseconds as a header value; the usual single digits are static, not formatted.
+fn millis_header(duration: Duration) -> HeaderValue {
+    static DIGITS: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    match usize::try_from(millis).ok().and_then(|i| DIGITS.get(i)) {
+        Some(digit) => digit.clone(),
+        None => HeaderValue::from(millis),
     }
 }
 
