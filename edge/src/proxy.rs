@@ -209,7 +209,7 @@ impl Proxy {
         let matched = match control_plane.router.find(&facts) {
             Routed::Matched(matched) => matched,
             Routed::WrongScheme(route) => {
-                tracing::Span::current().record("route", display(route.id));
+                span.record("route", display(route.id));
                 labels.route = Some(route.id);
                 let query = parts
                     .uri
@@ -225,7 +225,7 @@ impl Proxy {
         };
         let route = matched.route.clone();
         let capture_regex = matched.regex();
-        tracing::Span::current().record("route", display(route.id));
+        span.record("route", display(route.id));
         labels.route = Some(route.id);
         let service = match &route.service {
             Some(service) if service.enabled => service.clone(),

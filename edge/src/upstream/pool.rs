@@ -119,6 +119,8 @@ impl Http1Pool {
                 source: e.into(),
             })?;
         let (sender, connection) = http1::Builder::new()
+            // As the listener: one buffer, one `write`.
+            .writev(false)
             .handshake::<_, RequestBody>(stream)
             .await
             .map_err(|source| ConnectError::Handshake {
