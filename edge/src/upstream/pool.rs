@@ -65,14 +65,16 @@ pub enum ConnectError {
 impl Http1Pool {
     /// `connector` opens TCP connections (its own connect timeout, if any, applies);
     /// connections idle for longer than `idle_timeout` are not reused.
+    /// Outside a Tokio runtime, idle connections are only closed when a request comes by.
     pub fn new(connector: HttpConnector, idle_timeout: Duration) -> Http1Pool {
-        Http1Pool {
-            idle: Arc::new(IdleConnections {
-                by_authority: Mutex::default(),
-                timeout: idle_timeout,
-            }),
-            connector,
+        let idle = Arc::new(IdleConnections {
+            by_authority: Mutex::default(),
+            timeout: idle_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(close_expired(Arc::downgrade(&idle)));
         }
+        Http1Pool { idle, connector }
     }
 
     /// The most recently used idle connection to `authority` that can take a request now.
@@ -195,6 +197,29 @@ impl Drop for PooledConnection {
             if sender.ready().await.is_ok() {
                 idle.put(&authority, sender);
             }
+        });
+    }
+}
+
+/// Closes connections idle for longer than the timeout even when no request comes for their
+/// upstream any more, until the pool is gone.
+async fn close_expired(idle: std::sync::Weak<IdleConnections>) {
+    let Some(period) = idle.upgrade().map(|idle| idle.timeout) else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(period.max(Duration::from_secs(1)));
+    loop {
+        ticks.tick().await;
+        let Some(idle) = idle.upgrade() else {
+            return;
+        };
+        let mut by_authority = idle
+            .by_authority
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        by_authority.retain(|_, connections| {
+            connections.retain(|c| c.since.elapsed() <= idle.timeout && !c.sender.is_closed());
+            !connections.is_empty()
         });
     }
 }
