@@ -43,7 +43,10 @@ pub async fn serve<H, F, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Head and body copied into one buffer and written with `write`: cheaper than queueing
+        // them for `writev` at the sizes most answers have.
+        .writev(false);
     builder.http2().timer(TokioTimer::new());
     // Every connection task holds a receiver; the sender's `closed` says they have all ended.
     let (open_connections, _) = watch::channel(());
@@ -61,16 +64,12 @@ pub async fn serve<H, F, B>(
             _ = wait_for_shutdown(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnectionInfo {
-            peer,
-            local_port,
-            scheme: if tls.is_some() {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            },
-            sni: None,
+        let scheme = if tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
         };
+        let info = ConnectionInfo::new(peer, local_port, scheme);
         let connection = Connection {
             builder: builder.clone(),
             handler: handler.clone(),
@@ -126,7 +125,9 @@ where
         let peer = info.peer;
         let handler = self.handler;
         let service = service_fn(move |request| {
-            let answer = handler(info.clone(), request);
+            // Boxed: hyper moves the request's future several times before polling it, and the
+            // proxy's is a few KiB.
+            let answer = Box::pin(handler(info.clone(), request));
             async move { Ok::<_, Infallible>(answer.await) }
         });
         let connection = self

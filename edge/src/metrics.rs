@@ -4,11 +4,13 @@
 //! balanced target's health; request log shipping ([`LogMetrics`]). One registry per edge, so several edges in one process (tests, `tollgate dev`)
 //! keep their own.
 
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
+use fnv::FnvHashMap;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tollgate_model::TargetHealth;
 use uuid::Uuid;
@@ -36,6 +38,32 @@ const APPLY_BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
+/// Applies `apply` to the series `key` names in `cache`, resolving it first if needed.
+fn with_series<K, M>(
+    cache: &RwLock<FnvHashMap<K, M>>,
+    key: K,
+    resolve: impl FnOnce() -> M,
+    apply: impl FnOnce(&M),
+) where
+    K: Eq + std::hash::Hash,
+{
+    if let Some(series) = read(cache).get(&key) {
+        apply(series);
+        return;
+    }
+    let series = resolve();
+    apply(&series);
+    write(cache).insert(key, series);
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// An id as a label value, written into `buf`; `none` when the request never got that far.
 fn label(id: Option<Uuid>, buf: &mut [u8; 36]) -> &str {
     match id {
@@ -43,6 +71,9 @@ fn label(id: Option<Uuid>, buf: &mut [u8; 36]) -> &str {
         None => "none",
     }
 }
+
+/// The ids a request's counter is labelled with: control plane, service, route.
+type RequestLabelIds = (Option<Uuid>, Option<Uuid>, Option<Uuid>);
 
 /// What a request turned out to be, filled in as the proxy learns it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +90,13 @@ pub struct EdgeMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     upstream: HistogramVec,
+    /// The series requests were counted in, by ids: a request hashes those instead of having
+    /// prometheus format and hash label strings under its lock. They hold what the vectors hold
+    /// (series are never removed), so they grow no further than those.
+    request_series: RwLock<FnvHashMap<(RequestLabelIds, u16), IntCounter>>,
+    /// The request and upstream duration histograms, by control plane.
+    duration_series: RwLock<FnvHashMap<Option<Uuid>, Histogram>>,
+    upstream_series: RwLock<FnvHashMap<Option<Uuid>, Histogram>>,
     config_version: IntGaugeVec,
     /// By phase, as [`ApplyPhase::as_str`] names them.
     config_apply: HistogramVec,
@@ -226,6 +264,9 @@ impl EdgeMetrics {
             requests,
             duration,
             upstream,
+            request_series: RwLock::default(),
+            duration_series: RwLock::default(),
+            upstream_series: RwLock::default(),
             config_version,
             config_apply,
             target_health,
@@ -243,7 +284,36 @@ impl EdgeMetrics {
 
     /// Counts one answered request.
     pub fn observe(&self, labels: &RequestLabels, status: http::StatusCode, total: Duration) {
-        // Ids are written into stack buffers: no allocation per request.
+        let ids = (labels.control_plane, labels.service, labels.route);
+        with_series(
+            &self.request_series,
+            (ids, status.as_u16()),
+            || self.request_counter(labels, status),
+            IntCounter::inc,
+        );
+        let by_control_plane = |histograms: &HistogramVec| {
+            let mut buffer = [0u8; 36];
+            histograms.with_label_values(&[label(labels.control_plane, &mut buffer)])
+        };
+        with_series(
+            &self.duration_series,
+            labels.control_plane,
+            || by_control_plane(&self.duration),
+            |histogram| histogram.observe(total.as_secs_f64()),
+        );
+        if let Some(upstream) = labels.upstream {
+            with_series(
+                &self.upstream_series,
+                labels.control_plane,
+                || by_control_plane(&self.upstream),
+                |histogram| histogram.observe(upstream.as_secs_f64()),
+            );
+        }
+    }
+
+    /// The requests counter of `labels` and `status`, looked up by its label values.
+    fn request_counter(&self, labels: &RequestLabels, status: http::StatusCode) -> IntCounter {
+        // Ids are written into stack buffers: no allocation.
         let mut buffers = [[0u8; 36]; 3];
         let [cp_buf, service_buf, route_buf] = &mut buffers;
         let cp = label(labels.control_plane, cp_buf);
@@ -251,15 +321,6 @@ impl EdgeMetrics {
         let route = label(labels.route, route_buf);
         self.requests
             .with_label_values(&[cp, service, route, status.as_str()])
-            .inc();
-        self.duration
-            .with_label_values(&[cp])
-            .observe(total.as_secs_f64());
-        if let Some(upstream) = labels.upstream {
-            self.upstream
-                .with_label_values(&[cp])
-                .observe(upstream.as_secs_f64());
-        }
     }
 
     /// The text exposition format, with the config versions and target health of `served` as

@@ -11,6 +11,7 @@ use http::header::{
     HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE,
     TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
 };
+use http::uri::{self, PathAndQuery};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::Either;
@@ -28,7 +29,7 @@ use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::forward::{Forwarded, Outbound};
-use crate::upstream::{url_scheme, Upstreams};
+use crate::upstream::Upstreams;
 use crate::websocket::UpgradeRequest;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -59,10 +60,26 @@ pub struct Proxy {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
-    pub local_port: u16,
     pub scheme: Scheme,
     /// The server name a TLS client asked for.
     pub sni: Option<Arc<str>>,
+    /// `peer`'s IP and the port the connection came in on, as header values made once per
+    /// connection.
+    pub client_ip_header: HeaderValue,
+    pub local_port_header: HeaderValue,
+}
+
+impl ConnectionInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, scheme: Scheme) -> ConnectionInfo {
+        ConnectionInfo {
+            peer,
+            scheme,
+            sni: None,
+            client_ip_header: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            local_port_header: HeaderValue::from(local_port),
+        }
+    }
 }
 
 impl Proxy {
@@ -192,7 +209,7 @@ impl Proxy {
         let matched = match control_plane.router.find(&facts) {
             Routed::Matched(matched) => matched,
             Routed::WrongScheme(route) => {
-                tracing::Span::current().record("route", display(route.id));
+                span.record("route", display(route.id));
                 labels.route = Some(route.id);
                 let query = parts
                     .uri
@@ -208,7 +225,7 @@ impl Proxy {
         };
         let route = matched.route.clone();
         let capture_regex = matched.regex();
-        tracing::Span::current().record("route", display(route.id));
+        span.record("route", display(route.id));
         labels.route = Some(route.id);
         let service = match &route.service {
             Some(service) if service.enabled => service.clone(),
@@ -226,25 +243,34 @@ impl Proxy {
             route.strip_path,
             route.path_handling,
         );
-        let uri = match parts.uri.query() {
-            Some(query) => format!(
-                "{}://{}:{}{target_path}?{query}",
-                url_scheme(&service.protocol),
-                service.host,
-                service.port
-            ),
-            None => format!(
-                "{}://{}:{}{target_path}",
-                url_scheme(&service.protocol),
-                service.host,
-                service.port
-            ),
-        };
-        parts.uri = Uri::try_from(uri)
+        let upstream = route.upstream.as_ref().ok_or_else(|| {
+            ProxyError::Internal(format!(
+                "building the upstream URI: invalid authority {}:{}",
+                service.host, service.port
+            ))
+        })?;
+        let path_and_query = match parts.uri.query() {
+            Some(query) => {
+                let mut joined = String::with_capacity(target_path.len() + 1 + query.len());
+                joined.push_str(&target_path);
+                joined.push('?');
+                joined.push_str(query);
+                PathAndQuery::try_from(joined)
+            }
+            None => PathAndQuery::try_from(target_path),
+        }
+        .map_err(|e| ProxyError::Internal(format!("building the upstream URI: {e}")))?;
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(upstream.scheme.clone());
+        uri.authority = Some(upstream.authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        parts.uri = Uri::from_parts(uri)
             .map_err(|e| ProxyError::Internal(format!("building the upstream URI: {e}")))?;
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
+        // Room for what is added below, so the map grows at most once.
+        headers.reserve(10);
         remove_hop_by_hop(headers);
         if let Some(upgrade) = &upgrade {
             upgrade.restore_headers(headers);
@@ -252,7 +278,7 @@ impl Proxy {
         let upstream_host = if route.preserve_host {
             authority.clone()
         } else {
-            HeaderValue::from_str(&service.host_header()).ok()
+            upstream.host_header.clone()
         };
         match upstream_host {
             Some(value) => headers.insert(HOST, value),
@@ -300,15 +326,34 @@ impl Proxy {
         if let Some(cookie) = set_cookie {
             parts.headers.append(SET_COOKIE, cookie);
         }
-        let millis =
-            |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         parts
             .headers
-            .insert(X_PROXY_LATENCY, millis(first_sent - received));
+            .insert(X_PROXY_LATENCY, millis_header(first_sent - received));
         parts
             .headers
-            .insert(X_UPSTREAM_LATENCY, millis(answered - sent));
+            .insert(X_UPSTREAM_LATENCY, millis_header(answered - sent));
         Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// Whole milliseconds as a header value; the usual single digits are static, not formatted.
+fn millis_header(duration: Duration) -> HeaderValue {
+    static DIGITS: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    match usize::try_from(millis).ok().and_then(|i| DIGITS.get(i)) {
+        Some(digit) => digit.clone(),
+        None => HeaderValue::from(millis),
     }
 }
 
@@ -329,6 +374,10 @@ fn request_id_of(headers: &HeaderMap) -> HeaderValue {
 /// Drops headers that belong to one connection, including those the `Connection` header names.
 /// `TE: trailers` stays: gRPC needs it end to end.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than a lookup for each.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -360,6 +409,21 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ]
+    .contains(name)
+}
+
 /// Kong's `X-Forwarded-*` set: the client's own values are not trusted (no trusted proxies yet),
 /// except that `X-Forwarded-For` is extended, as nginx's `$proxy_add_x_forwarded_for` does.
 fn add_forwarded_headers(
@@ -369,29 +433,30 @@ fn add_forwarded_headers(
     path: &str,
     stripped_prefix: Option<HeaderValue>,
 ) {
-    let client_ip = connection.peer.ip().to_string();
-    let mut forwarded_for = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !forwarded_for.is_empty() {
-        forwarded_for.push_str(", ");
-    }
-    forwarded_for.push_str(&client_ip);
+    let forwarded_for = if headers.contains_key(X_FORWARDED_FOR) {
+        let mut joined = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(connection.client_ip_header.to_str().unwrap_or_default());
+        HeaderValue::from_str(&joined).ok()
+    } else {
+        Some(connection.client_ip_header.clone())
+    };
     let pairs = [
-        (X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).ok()),
-        (X_REAL_IP, HeaderValue::from_str(&client_ip).ok()),
+        (X_FORWARDED_FOR, forwarded_for),
+        (X_REAL_IP, Some(connection.client_ip_header.clone())),
         (
             X_FORWARDED_PROTO,
             Some(HeaderValue::from_static(connection.scheme.as_str())),
         ),
         (X_FORWARDED_HOST, HeaderValue::from_str(host).ok()),
-        (
-            X_FORWARDED_PORT,
-            Some(HeaderValue::from(connection.local_port)),
-        ),
+        (X_FORWARDED_PORT, Some(connection.local_port_header.clone())),
         (X_FORWARDED_PATH, HeaderValue::from_str(path).ok()),
     ];
     for (name, value) in pairs {

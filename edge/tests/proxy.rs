@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
@@ -344,6 +346,84 @@ async fn https_only_route_asks_for_https() {
         .unwrap();
     assert_eq!(response.status(), 301);
     assert_eq!(response.headers()["location"], "https://t.test/moved/x?y=1");
+}
+
+/// A bare HTTP/1.1 upstream that counts the connections it accepts and answers `ok` to each
+/// request; with `close_after_each`, it closes the connection after answering without saying so
+/// (as an upstream whose keep-alive timeout expired does).
+async fn counting_upstream(close_after_each: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read.extend_from_slice(&buffer[..n]);
+                    while let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                        read.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if close_after_each {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_replaced_once_the_upstream_closes_them() {
+    let (kept, kept_accepted) = counting_upstream(false).await;
+    let (closing, closing_accepted) = counting_upstream(true).await;
+    let kept = service(json!({ "url": format!("http://{kept}") }));
+    let closing = service(json!({ "url": format!("http://{closing}") }));
+    let routes = vec![
+        route_to(&kept, json!({"paths": ["/kept"]})),
+        route_to(&closing, json!({"paths": ["/closing"]})),
+    ];
+    let setup = serve_snapshot(snapshot(
+        Uuid::now_v7(),
+        1,
+        &["pool.test"],
+        vec![kept, closing],
+        routes,
+    ))
+    .await;
+
+    for _ in 0..10 {
+        let answer = get(&setup.edge, "pool.test", "/kept").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body["text"], "ok");
+    }
+    let kept_connections = kept_accepted.load(Ordering::SeqCst);
+    assert!(
+        kept_connections <= 2,
+        "10 requests in a row took {kept_connections} upstream connections"
+    );
+
+    // A connection the upstream closed is not used again, or the request goes on another one.
+    for _ in 0..10 {
+        let answer = get(&setup.edge, "pool.test", "/closing").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body["text"], "ok");
+    }
+    assert!(closing_accepted.load(Ordering::SeqCst) >= 10);
 }
 
 #[tokio::test]

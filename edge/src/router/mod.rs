@@ -107,6 +107,9 @@ pub struct CompiledRoute {
     pub name: Option<String>,
     /// `None` when the route has no service or its service is not in the snapshot.
     pub service: Option<Arc<Service>>,
+    /// Where the service is reached, worked out once; `None` without a service, or when its host
+    /// and port make no URI authority.
+    pub upstream: Option<UpstreamAddress>,
     pub strip_path: bool,
     pub preserve_host: bool,
     pub path_handling: PathHandling,
@@ -118,6 +121,31 @@ pub struct CompiledRoute {
     snis: Vec<String>,
     accepts_http: bool,
     accepts_https: bool,
+}
+
+/// A service's scheme and authority for the upstream URI, and the `Host` it is sent (`None` when
+/// that is no valid header value).
+#[derive(Debug)]
+pub struct UpstreamAddress {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    pub host_header: Option<http::HeaderValue>,
+}
+
+impl UpstreamAddress {
+    fn of(service: &Service) -> Option<UpstreamAddress> {
+        let scheme = if is_tls_protocol(&service.protocol) {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let authority = format!("{}:{}", service.host, service.port).parse().ok()?;
+        Some(UpstreamAddress {
+            scheme,
+            authority,
+            host_header: http::HeaderValue::from_str(&service.host_header()).ok(),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -523,10 +551,12 @@ fn compile_route(
             }
         })
         .collect();
+    let service = route.service.and_then(|fk| services.get(&fk.id).cloned());
     Ok(CompiledRoute {
         id: route.id,
         name: route.name.clone(),
-        service: route.service.and_then(|fk| services.get(&fk.id).cloned()),
+        upstream: service.as_deref().and_then(UpstreamAddress::of),
+        service,
         strip_path: route.strip_path,
         preserve_host: route.preserve_host,
         path_handling: PathHandling::parse(&route.path_handling),

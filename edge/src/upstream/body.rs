@@ -2,7 +2,7 @@
 //! for a response how far sending has got ([`SendProgress`]), which is what the write and read
 //! timeouts are measured from; [`UpstreamBody`] streams the response back, failing when the
 //! upstream goes quiet for longer than the read timeout, and ends the target's in-flight count
-//! as soon as the last chunk is through.
+//! (and hands a pooled connection back) as soon as the last chunk is through.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +17,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
+use super::pool::PooledConnection;
 use crate::balancer::targets::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -165,22 +166,45 @@ pub struct UpstreamBody {
     read_timeout: Option<Duration>,
     idle: Option<Pin<Box<Sleep>>>,
     in_flight: Option<InFlight>,
+    /// The pooled connection the body comes on, back to the pool once it is all read.
+    connection: Option<PooledConnection>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, read_timeout: Duration, in_flight: Option<InFlight>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        read_timeout: Duration,
+        in_flight: Option<InFlight>,
+        connection: Option<PooledConnection>,
+    ) -> Self {
         UpstreamBody {
             inner,
             read_timeout: Some(read_timeout),
             idle: None,
             in_flight,
+            connection,
         }
     }
 
-    fn finished(&mut self) {
+    /// The body ended (`clean`), failed or timed out.
+    fn finished(&mut self, clean: bool) {
         if let Some(mut in_flight) = self.in_flight.take() {
             in_flight.release();
         }
+        if let Some(connection) = self.connection.take() {
+            if !clean {
+                connection.discard();
+            }
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// A body dropped before its end (the client went away) leaves its connection mid-response:
+    /// not reusable. One that needed no reading (HEAD, 204, 304) is.
+    fn drop(&mut self) {
+        let clean = self.inner.is_end_stream();
+        self.finished(clean);
     }
 }
 
@@ -192,6 +216,7 @@ impl From<Incoming> for UpstreamBody {
             read_timeout: None,
             idle: None,
             in_flight: None,
+            connection: None,
         }
     }
 }
@@ -212,18 +237,18 @@ impl Body for UpstreamBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if this.inner.is_end_stream() {
-                    this.finished();
+                    this.finished(true);
                 } else if let (Some(idle), Some(timeout)) = (&mut this.idle, this.read_timeout) {
                     idle.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finished();
+                this.finished(false);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
-                this.finished();
+                this.finished(true);
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -234,7 +259,7 @@ impl Body for UpstreamBody {
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if idle.as_mut().poll(cx).is_ready() {
-                    this.finished();
+                    this.finished(false);
                     this.read_timeout = None;
                     tracing::debug!(?timeout, "upstream read timeout in the response body");
                     return Poll::Ready(Some(Err(Box::new(ReadTimedOut(timeout)))));

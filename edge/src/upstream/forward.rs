@@ -30,7 +30,8 @@ use tracing::field::{display, Empty};
 use tracing::Instrument;
 
 use super::body::{ClientBody, Phase, RequestBody, SendProgress, UpstreamBody};
-use super::{UpstreamClient, Upstreams};
+use super::pool::{ConnectError, Http1Pool, PooledConnection};
+use super::{UpstreamClient, UpstreamSender, Upstreams};
 use crate::balancer::hash_on::{RequestKeys, UriCapture};
 use crate::balancer::UpstreamBalancer;
 use crate::errors::ProxyError;
@@ -162,11 +163,7 @@ impl Upstreams {
             buffer_body,
             upgrade,
         } = outbound;
-        let client = if upgrade {
-            self.for_upgrade(service)
-        } else {
-            self.for_service(service)
-        };
+        let sender = self.sender_for(service, upgrade);
         let timeouts = Timeouts::of(service);
         let body = SentBody::of(body, buffer_body).await?;
         let replayable = !matches!(body, SentBody::Streamed(_));
@@ -224,7 +221,7 @@ impl Upstreams {
             first_sent.get_or_insert(sent);
             let is_empty = request_body.is_end_stream();
             let result = send(
-                client,
+                sender,
                 Request::from_parts(parts, request_body),
                 &progress,
                 is_empty,
@@ -240,7 +237,7 @@ impl Upstreams {
                 span.record("targets", display(names.join(",")));
             }
             match result {
-                Ok(response) => {
+                Ok((response, connection)) => {
                     let answered = Instant::now();
                     if let Some((balancer, index)) = target {
                         balancer.targets()[index]
@@ -252,7 +249,7 @@ impl Upstreams {
                         }
                     }
                     let (parts, incoming) = response.into_parts();
-                    let body = UpstreamBody::new(incoming, timeouts.read, in_flight);
+                    let body = UpstreamBody::new(incoming, timeouts.read, in_flight, connection);
                     return Ok(Forwarded {
                         response: Response::from_parts(parts, body),
                         first_sent: first_sent.unwrap_or(sent),
@@ -352,8 +349,29 @@ impl SentBody {
 }
 
 /// One attempt: connects (or takes a pooled connection), sends, and waits for the response head,
-/// each step under its timeout.
+/// each step under its timeout. A connection from [`Http1Pool`] comes back with the response, for
+/// its body to return it.
 async fn send(
+    sender: UpstreamSender<'_>,
+    request: Request<RequestBody>,
+    progress: &SendProgress,
+    body_is_empty: bool,
+    timeouts: Timeouts,
+) -> Result<(Response<Incoming>, Option<PooledConnection>), AttemptError> {
+    match sender {
+        UpstreamSender::Pool(pool) => {
+            let (response, connection) =
+                send_pooled(pool, request, progress, body_is_empty, timeouts).await?;
+            Ok((response, Some(connection)))
+        }
+        UpstreamSender::Client(client) => {
+            let response = send_with_client(client, request, progress, body_is_empty, timeouts);
+            Ok((response.await?, None))
+        }
+    }
+}
+
+async fn send_with_client(
     client: &UpstreamClient,
     mut request: Request<RequestBody>,
     progress: &SendProgress,
@@ -372,7 +390,92 @@ async fn send(
         _ = connected => {}
         _ = tokio::time::sleep(timeouts.connect) => return Err(AttemptError::ConnectTimeout),
     }
-    let connected_at = Instant::now();
+    let answered = answer(response, progress, body_is_empty, timeouts, Instant::now()).await?;
+    answered.map_err(attempt_error)
+}
+
+/// Like [`send_with_client`], on a connection of `pool`. As hyper-util's client does, a request
+/// that a reused connection handed back unsent (the upstream had closed it) goes on another one.
+async fn send_pooled(
+    pool: &Http1Pool,
+    mut request: Request<RequestBody>,
+    progress: &SendProgress,
+    body_is_empty: bool,
+    timeouts: Timeouts,
+) -> Result<(Response<Incoming>, PooledConnection), AttemptError> {
+    let authority = request
+        .uri()
+        .authority()
+        .cloned()
+        .ok_or_else(|| AttemptError::Connect("the upstream URI has no authority".into()))?;
+    // The pool connects by authority; the request line carries the origin form.
+    let origin = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+    *request.uri_mut() = origin;
+    if !request.headers().contains_key(HOST) {
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| AttemptError::Connect(format!("the upstream authority: {e}")))?;
+        request.headers_mut().insert(HOST, host);
+    }
+    let mut request = Some(request);
+    loop {
+        let mut connection = match pool.checkout(&authority) {
+            Some(connection) => connection,
+            // Boxed: connecting is rare, and its future would make every request's bigger.
+            None => {
+                match tokio::time::timeout(timeouts.connect, Box::pin(pool.connect(&authority)))
+                    .await
+                {
+                    Ok(Ok(connection)) => connection,
+                    Ok(Err(e)) => return Err(connect_error(&e)),
+                    Err(_) => return Err(AttemptError::ConnectTimeout),
+                }
+            }
+        };
+        let connected_at = Instant::now();
+        let (Some(sender), Some(unsent)) = (connection.sender(), request.take()) else {
+            return Err(AttemptError::Broken(
+                "pooled connection lost its request".into(),
+            ));
+        };
+        let response = sender.try_send_request(unsent);
+        tokio::pin!(response);
+        let answered = match answer(response, progress, body_is_empty, timeouts, connected_at).await
+        {
+            Ok(answered) => answered,
+            Err(timeout) => {
+                connection.discard();
+                return Err(timeout);
+            }
+        };
+        match answered {
+            Ok(response) => return Ok((response, connection)),
+            Err(mut error) => {
+                let reused = connection.is_reused();
+                connection.discard();
+                match error.take_message() {
+                    Some(unsent) if reused => request = Some(unsent),
+                    _ => return Err(AttemptError::Broken(error_chain(&error.into_error()))),
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `response` while the request is sent, under the write timeout between the parts it
+/// is sent in and the read timeout once it is all sent; `connected_at` starts the first.
+async fn answer<F, T>(
+    mut response: std::pin::Pin<&mut F>,
+    progress: &SendProgress,
+    body_is_empty: bool,
+    timeouts: Timeouts,
+    connected_at: Instant,
+) -> Result<T, AttemptError>
+where
+    F: std::future::Future<Output = T>,
+{
     loop {
         let now = Instant::now();
         let (deadline, timeout) = match progress.phase() {
@@ -396,7 +499,7 @@ async fn send(
         let changed = progress.changed();
         tokio::select! {
             biased;
-            answered = &mut response => return answered.map_err(attempt_error),
+            answered = &mut response => return Ok(answered),
             _ = changed => {}
             _ = sleep_until(deadline) => {}
         }
@@ -408,6 +511,18 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A failure to get a pooled connection, classified like the legacy client's connect errors.
+fn connect_error(error: &ConnectError) -> AttemptError {
+    let cause = error_chain(error);
+    if timed_out(error) {
+        AttemptError::ConnectTimeout
+    } else if cause.contains("dns error") {
+        AttemptError::NameResolution(cause)
+    } else {
+        AttemptError::Connect(cause)
     }
 }
 

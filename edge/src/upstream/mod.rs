@@ -1,5 +1,5 @@
-//! Sending requests upstream: keep-alive pools shared by every worker thread and service — per
-//! TLS-verification choice (rustls with the Mozilla roots, or no certificate check for services
+//! Sending requests upstream: keep-alive pools shared by every worker thread and service — a
+//! lean HTTP/1.1 one for plain `http` ([`pool`]), and hyper-util's client per TLS-verification choice (rustls with the Mozilla roots, or no certificate check for services
 //! that set `tls_verify: false`), HTTP/2 with prior knowledge for `grpc` services (`grpcs`
 //! negotiates `h2` by ALPN like `https`), and HTTP/1.1-only pools for upgrades (WebSocket), which
 //! `h2` cannot carry. [`forward`] runs a request's attempts with retries and timeouts; [`body`]
@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tollgate_model::service::is_tls_protocol;
 use tollgate_model::Service;
 
 use body::RequestBody;
+use pool::Http1Pool;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 /// What active health checks probe with: no pooling, a connection per probe.
@@ -34,6 +36,8 @@ pub type ProbeClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Upstreams {
+    /// Plain `http` services, when the request does not ask for an upgrade.
+    http1: Http1Pool,
     verified: UpstreamClient,
     unverified: UpstreamClient,
     h2c: UpstreamClient,
@@ -55,12 +59,26 @@ impl Upstreams {
     pub fn new() -> Result<Upstreams, rustls::Error> {
         use Versions::*;
         Ok(Upstreams {
+            http1: Http1Pool::new(tcp_connector(None), POOL_IDLE_TIMEOUT),
             verified: pooled(connector(true, None, None, Http1AndHttp2)?, false),
             unverified: pooled(connector(false, None, None, Http1AndHttp2)?, false),
             h2c: pooled(connector(true, None, None, Http2)?, true),
             verified_http1: pooled(connector(true, None, None, Http1)?, false),
             unverified_http1: pooled(connector(false, None, None, Http1)?, false),
         })
+    }
+
+    /// How a request to `service` goes: plain `http` through the HTTP/1.1 pool unless it asks to
+    /// upgrade; otherwise by the client [`Upstreams::for_service`] or [`Upstreams::for_upgrade`]
+    /// picks.
+    pub fn sender_for(&self, service: &Service, upgrade: bool) -> UpstreamSender<'_> {
+        if upgrade {
+            UpstreamSender::Client(self.for_upgrade(service))
+        } else if service.protocol == "http" {
+            UpstreamSender::Pool(&self.http1)
+        } else {
+            UpstreamSender::Client(self.for_service(service))
+        }
     }
 
     /// The client for a service: certificates are checked unless it says `tls_verify: false`;
@@ -83,6 +101,13 @@ impl Upstreams {
             &self.verified_http1
         }
     }
+}
+
+/// What sends one request upstream.
+#[derive(Clone, Copy)]
+pub enum UpstreamSender<'a> {
+    Pool(&'a Http1Pool),
+    Client(&'a UpstreamClient),
 }
 
 /// The URL scheme a service's protocol is reached with.
@@ -133,16 +158,22 @@ fn connector(
             .map_err(|e| rustls::Error::General(format!("https_sni {sni}: {e}")))?;
         builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
-    let mut tcp = HttpConnector::new();
+    let mut tcp = tcp_connector(connect_timeout);
     tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(connect_timeout);
-    tcp.set_keepalive(Some(Duration::from_secs(60)));
     Ok(match versions {
         Versions::Http1 => builder.enable_http1().wrap_connector(tcp),
         Versions::Http1AndHttp2 => builder.enable_http1().enable_http2().wrap_connector(tcp),
         Versions::Http2 => builder.enable_http2().wrap_connector(tcp),
     })
+}
+
+/// TCP connections to upstreams: no Nagle delay, OS keep-alive probes.
+fn tcp_connector(connect_timeout: Option<Duration>) -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    tcp.set_keepalive(Some(Duration::from_secs(60)));
+    tcp
 }
 
 fn pooled(connector: HttpsConnector<HttpConnector>, http2_only: bool) -> UpstreamClient {
