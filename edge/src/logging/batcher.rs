@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tollgate_model::request_log::{EncodedLogBatch, LogBatchEncoder, LogLine};
-use uuid::{NoContext, Timestamp, Uuid};
+use uuid::{Builder, Uuid};
 
 use super::record::LogRecord;
 use super::LineQueue;
@@ -38,6 +38,7 @@ pub(super) async fn run(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut open = OpenBatch::new(&batching);
+    let mut ids = LineIds::new();
     let mut taken = Vec::new();
     loop {
         let deadline = open.deadline;
@@ -53,7 +54,7 @@ pub(super) async fn run(
                     }
                 }
                 queue.take(&mut taken);
-                add_lines(&mut open, &mut taken, &batching, &outbox).await;
+                add_lines(&mut open, &mut ids, &mut taken, &batching, &outbox).await;
             }
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 send(open.close(), &outbox).await;
@@ -66,26 +67,47 @@ pub(super) async fn run(
         }
     }
     queue.take(&mut taken);
-    add_lines(&mut open, &mut taken, &batching, &outbox).await;
+    add_lines(&mut open, &mut ids, &mut taken, &batching, &outbox).await;
     if !open.is_empty() {
         send(open.close(), &outbox).await;
     }
 }
 
+/// Ids of log lines: UUIDv7 with the line's own arrival time, and for the 74 bits after it a
+/// random starting point drawn once per batcher, counted up by one per line. Unique within an
+/// edge (a counter), and across edges as random ids are; drawing fresh random bits per line
+/// (`Uuid::new_v7`) cost a tenth of what logging adds to a request.
+struct LineIds {
+    next: u128,
+}
+
+impl LineIds {
+    fn new() -> LineIds {
+        LineIds {
+            next: Uuid::new_v4().as_u128(),
+        }
+    }
+
+    fn id(&mut self, time_secs: i64, time_nanos: u32) -> Uuid {
+        let millis =
+            u64::try_from(time_secs).unwrap_or(0) * 1000 + u64::from(time_nanos / 1_000_000);
+        self.next = self.next.wrapping_add(1);
+        let bytes = self.next.to_be_bytes();
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&bytes[6..]);
+        Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+    }
+}
+
 async fn add_lines(
     open: &mut OpenBatch,
+    ids: &mut LineIds,
     lines: &mut Vec<LogRecord>,
     batching: &Batching,
     outbox: &mpsc::Sender<EncodedLogBatch>,
 ) {
     for record in lines.drain(..) {
-        // The line's id carries its own arrival time; its random bits come from uuid's
-        // thread-local generator (no clock read, no lock, unlike `Uuid::now_v7`).
-        let id = Uuid::new_v7(Timestamp::from_unix(
-            NoContext,
-            u64::try_from(record.time_secs).unwrap_or(0),
-            record.time_nanos,
-        ));
+        let id = ids.id(record.time_secs, record.time_nanos);
         let line = record.line(id, batching.node_id, &batching.region);
         if open.is_full_for(&line) {
             send(open.close(), outbox).await;
@@ -202,6 +224,26 @@ mod tests {
             region: "eu".into(),
             batch_size,
             flush_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn line_ids_are_distinct_v7_ids_of_the_line_time() {
+        let (mut a, mut b) = (LineIds::new(), LineIds::new());
+        let time = 1_790_000_000; // 2026-09-21
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..10_000u32 {
+            for ids in [&mut a, &mut b] {
+                let id = ids.id(time, n * 1000);
+                assert_eq!(id.get_version_num(), 7);
+                assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+                let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+                assert_eq!(
+                    (secs, nanos / 1_000_000),
+                    (time as u64, n * 1000 / 1_000_000)
+                );
+                assert!(seen.insert(id), "{id} twice");
+            }
         }
     }
 
