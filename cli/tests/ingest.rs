@@ -69,6 +69,22 @@ fn log(organization: Uuid, control_plane: Uuid, node: Uuid, n: usize) -> Request
     }
 }
 
+/// `tollgate ingest` on the shared NATS under `prefix`, into the ClickHouse database at `url`.
+fn ingest_args(url: &str, prefix: &str, more: &[&str]) -> Vec<String> {
+    let base = [
+        "ingest",
+        "--nats-url",
+        NATS,
+        "--clickhouse-url",
+        url,
+        "--nats-prefix",
+        prefix,
+        "--status-listen",
+        "127.0.0.1:0",
+    ];
+    base.iter().chain(more).map(|a| a.to_string()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingester_process_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -101,20 +117,9 @@ async fn a_killed_ingester_process_loses_and_duplicates_nothing() {
     }
     let total = BATCHES * LOGS_PER_BATCH;
 
-    let ingest_args = [
-        "ingest",
-        "--nats-url",
-        NATS,
-        "--clickhouse-url",
-        &url,
-        "--nats-prefix",
-        &prefix,
-        "--status-listen",
-        "127.0.0.1:0",
-        // Small inserts, so the kill lands with most of the stream still to go.
-        "--max-batches",
-        "10",
-    ];
+    // Small inserts, so the kill lands with most of the stream still to go.
+    let ingest_args = ingest_args(&url, &prefix, &["--max-batches", "10"]);
+    let ingest_args: Vec<&str> = ingest_args.iter().map(String::as_str).collect();
     let mut first = Process::spawn("ingest-1", dir.path(), &ingest_args);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count(&database, "count()").await == 0 {
@@ -164,17 +169,8 @@ async fn an_ingester_refuses_a_database_that_lacks_migrations() {
     let database = format!("tg_cli_ingest_{}", Uuid::new_v4().simple());
     let url = format!("{CLICKHOUSE}/{database}");
     let prefix = format!("tgmig{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let ingest_args = [
-        "ingest",
-        "--nats-url",
-        NATS,
-        "--clickhouse-url",
-        &url,
-        "--nats-prefix",
-        &prefix,
-        "--status-listen",
-        "127.0.0.1:0",
-    ];
+    let ingest_args = ingest_args(&url, &prefix, &[]);
+    let ingest_args: Vec<&str> = ingest_args.iter().map(String::as_str).collect();
     let refused = |process: &mut Process, missing: &str| {
         assert!(
             !process.wait_success(Duration::from_secs(30)),
