@@ -439,7 +439,18 @@ async fn check_clickhouse_schema(url: &ClickHouseUrl) -> anyhow::Result<()> {
             return Ok(());
         }
         // No database or no schema_migrations table: nothing was migrated.
-        Err(e) => format!("all ({e})"),
+        Err(e)
+            if ["doesn't exist", "does not exist"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
+            format!("all ({e})")
+        }
+        Err(e) => anyhow::bail!(
+            "reading the schema of ClickHouse database {} at {}: {e}",
+            url.database,
+            url.server
+        ),
     };
     anyhow::bail!(
         "ClickHouse database {} at {} lacks migrations: {missing}; \
