@@ -102,16 +102,21 @@ async fn expect_exactly(db: &TestDb, organization: Uuid, n: u64) {
         .await;
     assert_eq!(distinct, n, "every log stored once");
     // An INSERT makes the raw rows visible before its materialized views have written theirs,
-    // so the rollups may trail the raw table for a moment. The daily one is fed by a view on the
-    // hourly view's output: it must count too, after a ClickHouse restart as well.
-    for rollup in ["requests_1m_cp", "requests_1d_status"] {
+    // so the rollups may trail the raw table for a moment (until the INSERT has run every view,
+    // in their names' order). The daily one is fed by a view on the hourly view's output: it must
+    // count too, after a ClickHouse restart as well.
+    for (rollup, requests) in [
+        ("requests_1m_cp", "countMerge(requests)"),
+        ("requests_1d_status", "countMerge(requests)"),
+        ("usage_1d", "sum(requests)"),
+    ] {
         eventually(
             &format!("{rollup} to count {n} requests for {organization}"),
             Duration::from_secs(10),
             || async {
                 let counted = db
                     .number(&format!(
-                        "SELECT countMerge(requests) FROM {rollup} WHERE organization_id = toUUID('{organization}')"
+                        "SELECT {requests} FROM {rollup} WHERE organization_id = toUUID('{organization}')"
                     ))
                     .await;
                 assert!(counted <= n, "{rollup} counts {counted} requests for {n} logs");
