@@ -69,6 +69,16 @@ fn log(organization: Uuid, control_plane: Uuid, node: Uuid, n: usize) -> Request
     }
 }
 
+/// `tollgate migrate` of the ClickHouse database at `url`, which must succeed.
+fn migrate(dir: &std::path::Path, url: &str) {
+    let mut migrate = Process::spawn("migrate", dir, &["migrate", "--clickhouse-url", url]);
+    assert!(
+        migrate.wait_success(Duration::from_secs(60)),
+        "migrate failed: {}",
+        std::fs::read_to_string(&migrate.log).unwrap_or_default()
+    );
+}
+
 /// `tollgate ingest` on the shared NATS under `prefix`, into the ClickHouse database at `url`.
 fn ingest_args(url: &str, prefix: &str, more: &[&str]) -> Vec<String> {
     let base = [
@@ -92,16 +102,7 @@ async fn a_killed_ingester_process_loses_and_duplicates_nothing() {
     let url = format!("{CLICKHOUSE}/{database}");
     let prefix = format!("tgkill{}", &Uuid::new_v4().simple().to_string()[..10]);
 
-    let mut migrate = Process::spawn(
-        "migrate",
-        dir.path(),
-        &["migrate", "--clickhouse-url", &url],
-    );
-    assert!(
-        migrate.wait_success(Duration::from_secs(60)),
-        "migrate failed: {}",
-        std::fs::read_to_string(&migrate.log).unwrap_or_default()
-    );
+    migrate(dir.path(), &url);
 
     let bus = NatsBus::connect(NATS, &prefix).await.expect("NATS");
     let (organization, control_plane, node) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -196,15 +197,7 @@ async fn an_ingester_refuses_a_database_that_lacks_migrations() {
     let mut old = Process::spawn("ingest-old", dir.path(), &ingest_args);
     refused(&mut old, "0004_daily_and_status_rollups");
 
-    let mut migrate = Process::spawn(
-        "migrate",
-        dir.path(),
-        &["migrate", "--clickhouse-url", &url],
-    );
-    assert!(
-        migrate.wait_success(Duration::from_secs(60)),
-        "migrate failed"
-    );
+    migrate(dir.path(), &url);
     let mut current = Process::spawn("ingest-current", dir.path(), &ingest_args);
     current.wait_for_line("ingesting", Duration::from_secs(30));
     drop(current);
