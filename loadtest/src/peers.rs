@@ -340,6 +340,19 @@ fn process_tree(root: u32) -> Vec<u32> {
     all
 }
 
+/// CPU time used so far by every process named `name` (as `/proc/PID/comm` says), such as the
+/// local `nats-server` the edges publish their logs to; `None` when none runs.
+pub fn cpu_time_of_named(name: &str) -> Option<Duration> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect();
+    (!pids.is_empty()).then(|| pids.iter().map(|pid| cpu_of(*pid)).sum())
+}
+
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: split after it.
