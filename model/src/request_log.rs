@@ -4,8 +4,12 @@
 //! is what keeps counts exact through crashes and redeliveries.
 //!
 //! On the wire (NATS, and the edge's spool) a batch is [`LogBatch::encode`]'s compact binary
-//! form: a fixed header, then each line as postcard. [`LogBatch::decode`] also reads the JSON
-//! that earlier edges published and spooled.
+//! form: a fixed header, then each line as postcard, less the ids and names it shares with the
+//! line before it (format 2: a flags byte first says which). An edge's lines mostly share their
+//! organization, control plane, node, region, service, route and host: leaving them out halves
+//! a line, which is what NATS stores for a week and the local NATS server spends CPU on.
+//! [`LogBatch::decode`] also reads format 1 (every field on every line) and the JSON that
+//! earlier edges published and spooled.
 
 use std::net::IpAddr;
 
@@ -73,8 +77,10 @@ pub struct LogBatch {
     pub logs: Vec<RequestLog>,
 }
 
-/// The first byte of a binary batch: format 1. JSON batches start with `{`.
+/// The first byte of a binary batch in format 1: every line whole. JSON batches start with `{`.
 const BINARY_V1: u8 = 0xB1;
+/// Format 2: each line starts with [`Repeats`] flags and leaves those fields out.
+const BINARY_V2: u8 = 0xB2;
 /// Format byte, batch id, node id, line count (u32, little endian).
 const HEADER_BYTES: usize = 1 + 16 + 16 + 4;
 const COUNT_AT: usize = 1 + 16 + 16;
@@ -135,9 +141,78 @@ pub enum LoggedIp<'a> {
     Text(&'a str),
 }
 
-/// Most bytes of a [`LogLine`]'s encoding besides its text: eight 17-byte ids and options, nine
-/// varints of at most 10 bytes, seven string length prefixes and option tags of at most 6.
-const LINE_FIXED_BOUND: usize = 8 * 17 + 9 * 10 + 7 * 6 + 17 + 8;
+/// Most bytes of a [`LogLine`]'s encoding besides its text: a flags byte, eight 17-byte ids and
+/// options, nine varints of at most 10 bytes, seven string length prefixes and option tags of at
+/// most 6.
+const LINE_FIXED_BOUND: usize = 1 + 8 * 17 + 9 * 10 + 7 * 6 + 17 + 8;
+
+/// Which fields a format 2 line shares with the line before it in its batch (and leaves out).
+struct Repeats;
+
+impl Repeats {
+    const ORGANIZATION: u8 = 1;
+    const CONTROL_PLANE: u8 = 1 << 1;
+    const NODE: u8 = 1 << 2;
+    const REGION: u8 = 1 << 3;
+    const SERVICE: u8 = 1 << 4;
+    const ROUTE: u8 = 1 << 5;
+    const CONSUMER: u8 = 1 << 6;
+    const HOST: u8 = 1 << 7;
+}
+
+/// The shared fields of the last line encoded, to compare the next one with.
+#[derive(Default)]
+struct LastLine {
+    organization_id: Uuid,
+    control_plane_id: Uuid,
+    node_id: Uuid,
+    service_id: Option<Uuid>,
+    route_id: Option<Uuid>,
+    consumer_id: Option<Uuid>,
+    region: Vec<u8>,
+    host: Vec<u8>,
+}
+
+impl LastLine {
+    /// The flags for `line`, remembering its fields for the next.
+    fn repeats(&mut self, line: &LogLine<'_>) -> u8 {
+        let mut flags = 0;
+        let mut same = |equal: bool, flag: u8| {
+            if equal {
+                flags |= flag;
+            }
+        };
+        same(
+            line.organization_id == self.organization_id,
+            Repeats::ORGANIZATION,
+        );
+        same(
+            line.control_plane_id == self.control_plane_id,
+            Repeats::CONTROL_PLANE,
+        );
+        same(line.node_id == self.node_id, Repeats::NODE);
+        same(line.service_id == self.service_id, Repeats::SERVICE);
+        same(line.route_id == self.route_id, Repeats::ROUTE);
+        same(line.consumer_id == self.consumer_id, Repeats::CONSUMER);
+        same(line.region.as_bytes() == self.region, Repeats::REGION);
+        same(line.host.as_bytes() == self.host, Repeats::HOST);
+        self.organization_id = line.organization_id;
+        self.control_plane_id = line.control_plane_id;
+        self.node_id = line.node_id;
+        self.service_id = line.service_id;
+        self.route_id = line.route_id;
+        self.consumer_id = line.consumer_id;
+        if flags & Repeats::REGION == 0 {
+            self.region.clear();
+            self.region.extend_from_slice(line.region.as_bytes());
+        }
+        if flags & Repeats::HOST == 0 {
+            self.host.clear();
+            self.host.extend_from_slice(line.host.as_bytes());
+        }
+        flags
+    }
+}
 
 impl<'a> LogLine<'a> {
     /// Borrows a [`RequestLog`].
@@ -233,11 +308,12 @@ impl<'a> LogLine<'a> {
 }
 
 impl LogLine<'_> {
-    /// Appends the line in postcard's format (what `postcard::to_stdvec(self)` makes, checked
-    /// byte for byte by a test). Written out by hand because this runs for every request an
-    /// edge answers: through serde it took about three times the instructions, and the edge's
-    /// whole logging cost was the issue. Decoding stays with postcard.
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    /// Appends the line in format 2: the `repeats` flags, then the fields in postcard's format
+    /// (what `postcard::to_stdvec(self)` makes, checked byte for byte by a test), less those the
+    /// flags say repeat. Written out by hand because this runs for every request an edge
+    /// answers: through serde it took about three times the instructions, and the edge's whole
+    /// logging cost was the issue. Decoding reads each field with postcard.
+    fn encode_into(&self, out: &mut Vec<u8>, repeats: u8) {
         // Written into a slice sized by the bound, then cut to what was written: one length
         // check per byte instead of a capacity check and possible growth per push (this runs
         // once per request on the edge).
@@ -247,19 +323,37 @@ impl LogLine<'_> {
             buf: &mut out[start..],
             at: 0,
         };
+        let new = |flag: u8| repeats & flag == 0;
+        w.byte(repeats);
         w.uuid(&self.id);
         w.signed(self.time_secs);
         w.varint(u64::from(self.time_nanos));
-        w.uuid(&self.organization_id);
-        w.uuid(&self.control_plane_id);
-        w.uuid(&self.node_id);
-        w.str(self.region);
+        if new(Repeats::ORGANIZATION) {
+            w.uuid(&self.organization_id);
+        }
+        if new(Repeats::CONTROL_PLANE) {
+            w.uuid(&self.control_plane_id);
+        }
+        if new(Repeats::NODE) {
+            w.uuid(&self.node_id);
+        }
+        if new(Repeats::REGION) {
+            w.str(self.region);
+        }
         w.str(self.request_id);
-        w.option(self.service_id.as_ref(), Writer::uuid);
-        w.option(self.route_id.as_ref(), Writer::uuid);
-        w.option(self.consumer_id.as_ref(), Writer::uuid);
+        if new(Repeats::SERVICE) {
+            w.option(self.service_id.as_ref(), Writer::uuid);
+        }
+        if new(Repeats::ROUTE) {
+            w.option(self.route_id.as_ref(), Writer::uuid);
+        }
+        if new(Repeats::CONSUMER) {
+            w.option(self.consumer_id.as_ref(), Writer::uuid);
+        }
         w.str(self.method);
-        w.str(self.host);
+        if new(Repeats::HOST) {
+            w.str(self.host);
+        }
         w.str(self.path);
         w.varint(u64::from(self.status));
         w.varint(self.latency_total_us);
@@ -351,24 +445,36 @@ impl Writer<'_> {
 pub struct LogBatchEncoder {
     bytes: Vec<u8>,
     lines: u32,
+    last: LastLine,
 }
 
 impl LogBatchEncoder {
     /// A batch with no lines yet; `capacity` is a guess of its final size in bytes.
     pub fn new(id: Uuid, node_id: Uuid, capacity: usize) -> LogBatchEncoder {
         let mut bytes = Vec::with_capacity(capacity.max(HEADER_BYTES));
-        bytes.push(BINARY_V1);
+        bytes.push(BINARY_V2);
         bytes.extend_from_slice(id.as_bytes());
         bytes.extend_from_slice(node_id.as_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
-        LogBatchEncoder { bytes, lines: 0 }
+        LogBatchEncoder {
+            bytes,
+            lines: 0,
+            last: LastLine::default(),
+        }
     }
 
     pub fn push(&mut self, line: &LogLine<'_>) -> Result<(), LogCodecError> {
         if self.lines == u32::MAX {
             return Err(LogCodecError::Malformed("more lines than a batch counts"));
         }
-        line.encode_into(&mut self.bytes);
+        // The first line repeats nothing.
+        let repeats = if self.lines == 0 {
+            self.last.repeats(line);
+            0
+        } else {
+            self.last.repeats(line)
+        };
+        line.encode_into(&mut self.bytes, repeats);
         self.lines += 1;
         Ok(())
     }
@@ -413,7 +519,7 @@ impl EncodedLogBatch {
     /// counts. A JSON batch (an earlier edge's spool) comes back in the binary form.
     pub fn from_bytes(bytes: Bytes) -> Result<EncodedLogBatch, LogCodecError> {
         let batch = LogBatch::decode(&bytes)?;
-        if bytes.first() == Some(&BINARY_V1) {
+        if matches!(bytes.first(), Some(&BINARY_V1 | &BINARY_V2)) {
             return Ok(EncodedLogBatch {
                 id: batch.id,
                 node_id: batch.node_id,
@@ -450,9 +556,11 @@ impl LogBatch {
 
     /// Reads [`LogBatch::encode`]'s form, or the JSON that earlier edges wrote.
     pub fn decode(bytes: &[u8]) -> Result<LogBatch, LogCodecError> {
-        if bytes.first() != Some(&BINARY_V1) {
-            return Ok(serde_json::from_slice(bytes)?);
-        }
+        let whole_lines = match bytes.first() {
+            Some(&BINARY_V1) => true,
+            Some(&BINARY_V2) => false,
+            _ => return Ok(serde_json::from_slice(bytes)?),
+        };
         let (id, node_id, count) =
             read_header(bytes).ok_or(LogCodecError::Malformed("a short header"))?;
         // Each line takes well over one byte: a count beyond the bytes is a lie, not a size.
@@ -461,16 +569,78 @@ impl LogBatch {
         }
         let mut logs = Vec::with_capacity(count as usize);
         let mut rest = &bytes[HEADER_BYTES..];
+        let mut last: Option<LogLine<'_>> = None;
         for _ in 0..count {
-            let (line, after) = postcard::take_from_bytes::<LogLine<'_>>(rest)?;
+            let line = if whole_lines {
+                let (line, after) = postcard::take_from_bytes::<LogLine<'_>>(rest)?;
+                rest = after;
+                line
+            } else {
+                read_line(&mut rest, last.as_ref())?
+            };
             logs.push(line.to_log()?);
-            rest = after;
+            last = Some(line);
         }
         if !rest.is_empty() {
             return Err(LogCodecError::Malformed("bytes after the last line"));
         }
         Ok(LogBatch { id, node_id, logs })
     }
+}
+
+/// The next format 2 line of `rest`, taking what it repeats from `last`.
+fn read_line<'a>(
+    rest: &mut &'a [u8],
+    last: Option<&LogLine<'a>>,
+) -> Result<LogLine<'a>, LogCodecError> {
+    fn take<'a, T: Deserialize<'a>>(rest: &mut &'a [u8]) -> Result<T, LogCodecError> {
+        let (value, after) = postcard::take_from_bytes::<T>(rest)?;
+        *rest = after;
+        Ok(value)
+    }
+    let repeats: u8 = take(rest)?;
+    if repeats != 0 && last.is_none() {
+        return Err(LogCodecError::Malformed(
+            "a first line that repeats a line before it",
+        ));
+    }
+    let repeated = |flag: u8| repeats & flag != 0;
+    macro_rules! field {
+        ($flag:expr, $name:ident) => {
+            match last {
+                Some(last) if repeated($flag) => last.$name,
+                _ => take(rest)?,
+            }
+        };
+    }
+    Ok(LogLine {
+        id: take(rest)?,
+        time_secs: take(rest)?,
+        time_nanos: take(rest)?,
+        organization_id: field!(Repeats::ORGANIZATION, organization_id),
+        control_plane_id: field!(Repeats::CONTROL_PLANE, control_plane_id),
+        node_id: field!(Repeats::NODE, node_id),
+        region: field!(Repeats::REGION, region),
+        request_id: take(rest)?,
+        service_id: field!(Repeats::SERVICE, service_id),
+        route_id: field!(Repeats::ROUTE, route_id),
+        consumer_id: field!(Repeats::CONSUMER, consumer_id),
+        method: take(rest)?,
+        host: field!(Repeats::HOST, host),
+        path: take(rest)?,
+        status: take(rest)?,
+        latency_total_us: take(rest)?,
+        latency_upstream_us: take(rest)?,
+        latency_edge_us: take(rest)?,
+        bytes_in: take(rest)?,
+        bytes_out: take(rest)?,
+        client_ip: take(rest)?,
+        ai_provider: take(rest)?,
+        ai_model: take(rest)?,
+        ai_prompt_tokens: take(rest)?,
+        ai_completion_tokens: take(rest)?,
+        ai_cost_micros: take(rest)?,
+    })
 }
 
 /// Longest path kept in a log line; longer ones are cut at a character boundary.
@@ -567,6 +737,73 @@ mod tests {
         );
     }
 
+    /// An edge's lines: shared ids and names, with a few lines that differ in turn.
+    fn edge_batch() -> LogBatch {
+        let first = log("api", "203.0.113.9", false);
+        let logs = (0..200)
+            .map(|i| {
+                let mut line = RequestLog {
+                    id: Uuid::now_v7(),
+                    request_id: Uuid::new_v4().to_string(),
+                    ..first.clone()
+                };
+                match i % 7 {
+                    1 => line.route_id = Some(Uuid::new_v4()),
+                    2 => line.service_id = None,
+                    3 => line.host = "other.example.com".into(),
+                    4 => line.control_plane_id = Uuid::new_v4(),
+                    5 => line.region = String::new(),
+                    _ => {}
+                }
+                line
+            })
+            .collect();
+        LogBatch {
+            id: Uuid::now_v7(),
+            node_id: first.node_id,
+            logs,
+        }
+    }
+
+    /// Format 1: every field of every line, as edges wrote before format 2.
+    fn format_1(batch: &LogBatch) -> Vec<u8> {
+        let mut bytes = vec![BINARY_V1];
+        bytes.extend_from_slice(batch.id.as_bytes());
+        bytes.extend_from_slice(batch.node_id.as_bytes());
+        bytes.extend_from_slice(&(batch.logs.len() as u32).to_le_bytes());
+        for log in &batch.logs {
+            bytes.extend(postcard::to_stdvec(&LogLine::of(log)).unwrap());
+        }
+        bytes
+    }
+
+    #[test]
+    fn lines_leave_out_what_the_line_before_had_and_read_back_exactly() {
+        let batch = edge_batch();
+        let encoded = batch.encode().unwrap();
+        assert_eq!(encoded.bytes[0], BINARY_V2);
+        assert_eq!(LogBatch::decode(&encoded.bytes).unwrap(), batch);
+        let whole = format_1(&batch);
+        assert!(
+            encoded.bytes.len() * 10 < whole.len() * 6,
+            "{} vs {}",
+            encoded.bytes.len(),
+            whole.len()
+        );
+        // Format 1 still reads, and comes back from a spool as it was.
+        assert_eq!(LogBatch::decode(&whole).unwrap(), batch);
+        let spooled = EncodedLogBatch::from_bytes(Bytes::from(whole.clone())).unwrap();
+        assert_eq!((spooled.bytes.to_vec(), spooled.lines), (whole, 200));
+    }
+
+    #[test]
+    fn a_first_line_cannot_repeat_a_line_before_it() {
+        let mut bytes = batch().encode().unwrap().bytes.to_vec();
+        assert_eq!(bytes[HEADER_BYTES], 0);
+        bytes[HEADER_BYTES] = Repeats::ORGANIZATION;
+        assert!(LogBatch::decode(&bytes).is_err());
+    }
+
     #[test]
     fn json_batches_of_earlier_edges_still_read() {
         let batch = batch();
@@ -620,8 +857,10 @@ mod tests {
         for log in &lines {
             let line = LogLine::of(log);
             let mut ours = Vec::new();
-            line.encode_into(&mut ours);
-            assert_eq!(ours, postcard::to_stdvec(&line).unwrap(), "{log:?}");
+            line.encode_into(&mut ours, 0);
+            // A line that repeats nothing: its flags, then postcard's encoding.
+            assert_eq!(ours[0], 0);
+            assert_eq!(ours[1..], postcard::to_stdvec(&line).unwrap(), "{log:?}");
         }
     }
 
@@ -634,11 +873,12 @@ mod tests {
         for log in batch().logs.iter().chain([&longest]) {
             let line = LogLine::of(log);
             let size = postcard::to_stdvec(&line).unwrap().len();
-            assert!(size <= line.encoded_len_bound(), "{size}");
+            // With the flags byte.
+            assert!(size < line.encoded_len_bound(), "{size}");
             // The encoder writes into exactly the bound's room.
             let mut ours = vec![7];
-            line.encode_into(&mut ours);
-            assert_eq!(ours.len(), 1 + size);
+            line.encode_into(&mut ours, 0);
+            assert_eq!(ours.len(), 1 + 1 + size);
         }
     }
 
