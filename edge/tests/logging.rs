@@ -485,8 +485,8 @@ async fn a_full_spool_drops_its_oldest_batches_and_a_restarted_edge_replays_the_
     };
     bus.publish_snapshot(REGION, &snapshot).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // Batches of 10 lines weigh about 5 KB: the spool holds two or three of them.
-    let spool_max_bytes = 15_000;
+    // Batches of 10 lines weigh about 1.2 KB: the spool holds two or three of them.
+    let spool_max_bytes = 3_500;
     let tiny = RequestLogConfig {
         spool_max_bytes,
         ..quick_logs(10)
