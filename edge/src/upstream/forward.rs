@@ -31,21 +31,25 @@ use tracing::field::{display, Empty};
 use tracing::Instrument;
 
 use super::body::{ClientBody, Inner, Phase, RequestBody, SendProgress, UpstreamBody};
-use super::http1::{self, Failure, Host};
+use super::http1::{self, Failure};
 use super::pool::{ConnectError, Http1Pool};
 use super::{UpstreamClient, UpstreamSender, Upstreams};
 use crate::balancer::hash_on::{RequestKeys, UriCapture};
 use crate::balancer::UpstreamBalancer;
 use crate::errors::ProxyError;
 use crate::health::Outcome;
+use crate::proxy::UpstreamHeaders;
 
 /// The largest request body kept for a retry.
 const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
 
 /// A request ready to go upstream.
 pub struct Outbound<'a> {
-    /// Method, URI (`service.host` as authority), headers with `Host` set for the service.
+    /// Method, URI (`service.host` as authority), the client's headers less hop-by-hop ones and
+    /// those the proxy sets.
     pub head: Parts,
+    /// What the proxy sets: `Host`, `X-Forwarded-*`, `Via`, `X-Request-Id`.
+    pub added: UpstreamHeaders<'a>,
     pub body: ClientBody,
     pub service: &'a Service,
     /// The upstream when the service's host names one.
@@ -154,7 +158,8 @@ impl Upstreams {
 
     async fn attempts(&self, outbound: Outbound<'_>) -> Result<Forwarded, ProxyError> {
         let Outbound {
-            head,
+            mut head,
+            added,
             body,
             service,
             balancer,
@@ -187,6 +192,9 @@ impl Upstreams {
         });
         let set_cookie = hash.as_ref().and_then(|h| h.set_cookie.clone());
 
+        if let UpstreamSender::Client(_) = sender {
+            added.apply(&mut head.headers);
+        }
         // The last attempt on hyper-util's client takes the head; the pool's only borrow it.
         let mut head = Some(head);
         let mut body = Some(body);
@@ -220,7 +228,14 @@ impl Upstreams {
                     let body = body
                         .as_mut()
                         .ok_or_else(|| ProxyError::Internal("request body used up".into()))?;
-                    send_pooled(pool, parts, body, target, service, preserve_host, timeouts)
+                    let pooled = Pooled {
+                        head: parts,
+                        added: &added,
+                        target,
+                        service,
+                        preserve_host,
+                    };
+                    send_pooled(pool, pooled, body, timeouts)
                         .await
                         .map(|response| response.map(Inner::Http1))
                 }
@@ -402,37 +417,38 @@ async fn send_with_client(
 /// upstream had closed it) goes on another one.
 async fn send_pooled(
     pool: &Http1Pool,
-    head: &Parts,
+    request: Pooled<'_>,
     body: &mut SentBody,
-    target: Option<(&UpstreamBalancer, usize)>,
-    service: &Service,
-    preserve_host: bool,
     timeouts: Timeouts,
 ) -> Result<Response<http1::ResponseBody>, AttemptError> {
+    let Pooled {
+        head,
+        added,
+        target,
+        service,
+        preserve_host,
+    } = request;
+    let balanced_host;
     let (authority, host) = match target {
         None => {
             let authority =
                 head.uri.authority().cloned().ok_or_else(|| {
                     AttemptError::Connect("the upstream URI has no authority".into())
                 })?;
-            (authority, Host::FromHead)
+            (authority, added.host.as_ref())
         }
         Some((balancer, index)) => {
             let authority = Authority::try_from(balancer.targets()[index].authority())
                 .map_err(|e| AttemptError::Connect(format!("the target's address: {e}")))?;
-            let host = if preserve_host {
-                Host::FromHead
+            balanced_host = if preserve_host {
+                added.host.clone()
             } else {
-                match balancer.host_header(index, &service.protocol) {
-                    Some(host) => Host::Given(host),
-                    None => Host::Authority,
-                }
+                balancer.host_header(index, &service.protocol)
             };
-            (authority, host)
+            (authority, balanced_host.as_ref())
         }
     };
     let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut host = Some(host);
     loop {
         let (connection, lease) = match pool.checkout(&authority) {
             Some(pooled) => pooled,
@@ -457,18 +473,14 @@ async fn send_pooled(
             method: &head.method,
             path_and_query,
             headers: &head.headers,
-            host: host.take().unwrap_or(Host::FromHead),
+            added: Some(added),
+            host,
             authority: &authority,
             body,
         };
-        let host_again = match &request.host {
-            Host::Given(value) => Host::Given(value.clone()),
-            Host::FromHead => Host::FromHead,
-            Host::Authority => Host::Authority,
-        };
         match http1::exchange(connection, lease, request, timeouts.write, timeouts.read).await {
             Ok(response) => return Ok(response),
-            Err(Failure::Unsent(_)) if reused => host = Some(host_again),
+            Err(Failure::Unsent(_)) if reused => {}
             Err(Failure::Unsent(e)) => {
                 return Err(AttemptError::Broken(format!("writing the request: {e}")))
             }
@@ -477,6 +489,16 @@ async fn send_pooled(
             Err(Failure::Broken(cause)) => return Err(AttemptError::Broken(cause)),
         }
     }
+}
+
+/// What [`send_pooled`] sends where.
+struct Pooled<'a> {
+    head: &'a Parts,
+    added: &'a UpstreamHeaders<'a>,
+    /// The balancer's pick, or the service's host.
+    target: Option<(&'a UpstreamBalancer, usize)>,
+    service: &'a Service,
+    preserve_host: bool,
 }
 
 /// Waits for `response` while the request is sent, under the write timeout between the parts it

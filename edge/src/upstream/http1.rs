@@ -46,6 +46,7 @@ use tokio::task::JoinHandle;
 
 use super::body::{BoxError, ClientBody};
 use super::pool::{Connection, Lease};
+use crate::proxy::UpstreamHeaders;
 
 /// Response head limits: hyper's defaults.
 const MAX_HEADERS: usize = 100;
@@ -58,15 +59,6 @@ const MAX_READ: usize = 64 * 1024;
 /// A chunk-size line (with extensions) longer than this is refused, as are larger trailers.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
-
-/// What goes in the request's `Host` header.
-pub enum Host {
-    /// The head's own (the authority's when it has none).
-    FromHead,
-    Given(HeaderValue),
-    /// The authority the connection is made to.
-    Authority,
-}
 
 /// The request body as this exchange sends it.
 pub enum Body<'a> {
@@ -82,8 +74,12 @@ pub struct Request<'a> {
     pub method: &'a Method,
     /// In origin form.
     pub path_and_query: &'a str,
+    /// The client's fields to pass on; a `Host` among them is not.
     pub headers: &'a HeaderMap,
-    pub host: Host,
+    /// The fields the proxy sets.
+    pub added: Option<&'a UpstreamHeaders<'a>>,
+    /// `None`: the authority's.
+    pub host: Option<&'a HeaderValue>,
     pub authority: &'a Authority,
     pub body: Body<'a>,
 }
@@ -123,7 +119,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// How the request body is framed on the wire.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Framing {
     /// No body goes out (none, or an unknown-length one on GET, HEAD or CONNECT, as hyper does).
     None,
@@ -144,25 +140,11 @@ pub async fn exchange(
         mut stream,
         mut read_buf,
         mut write_buf,
+        mut header_spans,
     } = connection;
-    let Request {
-        method,
-        path_and_query,
-        headers,
-        host,
-        authority,
-        body,
-    } = request;
-    let framing = framing(method, headers, &body);
-    encode_head(
-        method,
-        path_and_query,
-        headers,
-        &host,
-        authority,
-        framing,
-        &mut write_buf,
-    );
+    let framing = framing(request.method, request.headers, &request.body);
+    encode_head(&request, framing, &mut write_buf);
+    let Request { method, body, .. } = request;
     let rest = match &body {
         Body::Buffered(bytes) if framing != Framing::None => {
             if bytes.len() <= INLINE_BODY {
@@ -198,7 +180,8 @@ pub async fn exchange(
     let is_head = *method == Method::HEAD;
     let parsed = match &mut io {
         Io::Whole(stream) => {
-            let head = poll_fn(|cx| poll_head(stream, &mut read_buf, is_head, cx));
+            let head =
+                poll_fn(|cx| poll_head(stream, &mut read_buf, &mut header_spans, is_head, cx));
             tokio::time::timeout(read_timeout, head)
                 .await
                 .map_err(|_| Failure::ReadTimeout)??
@@ -206,7 +189,13 @@ pub async fn exchange(
         Io::Split { read, pump } => {
             // The read timeout runs from when the body is all written; until then the answer may
             // come early, or the body's writes time out.
-            let mut head = pin!(poll_fn(|cx| poll_head(read, &mut read_buf, is_head, cx)));
+            let mut head = pin!(poll_fn(|cx| poll_head(
+                read,
+                &mut read_buf,
+                &mut header_spans,
+                is_head,
+                cx
+            )));
             let early = tokio::select! {
                 biased;
                 parsed = &mut head => Some(parsed?),
@@ -234,6 +223,7 @@ pub async fn exchange(
             io,
             read_buf,
             write_buf,
+            header_spans,
             lease,
             decoder: decoder.unwrap_or(Decoder::Length(0)),
             keep_alive,
@@ -268,43 +258,30 @@ fn framing(method: &Method, headers: &HeaderMap, body: &Body<'_>) -> Framing {
     }
 }
 
-fn encode_head(
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    host: &Host,
-    authority: &Authority,
-    framing: Framing,
-    dst: &mut Vec<u8>,
-) {
+fn encode_head(request: &Request<'_>, framing: Framing, dst: &mut Vec<u8>) {
     dst.clear();
-    dst.extend_from_slice(method.as_str().as_bytes());
+    dst.extend_from_slice(request.method.as_str().as_bytes());
     dst.push(b' ');
-    dst.extend_from_slice(path_and_query.as_bytes());
+    dst.extend_from_slice(request.path_and_query.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut host_written = false;
-    for (name, value) in headers {
-        if *name == HOST {
-            if !matches!(host, Host::FromHead) || host_written {
-                continue;
-            }
-            host_written = true;
-        } else if *name == TRANSFER_ENCODING
+    let host = request
+        .host
+        .map_or(request.authority.as_str().as_bytes(), HeaderValue::as_bytes);
+    header_line(dst, b"host", host);
+    for (name, value) in request.headers {
+        if *name == HOST
+            || *name == TRANSFER_ENCODING
             || (*name == CONTENT_LENGTH && framing == Framing::Chunked)
         {
             continue;
         }
         header_line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
-    match host {
-        Host::Given(value) => header_line(dst, b"host", value.as_bytes()),
-        Host::FromHead if host_written => {}
-        Host::FromHead | Host::Authority => {
-            header_line(dst, b"host", authority.as_str().as_bytes());
-        }
+    if let Some(added) = request.added {
+        added.encode(dst);
     }
     match framing {
-        Framing::Length(length) if !headers.contains_key(CONTENT_LENGTH) => {
+        Framing::Length(length) if !request.headers.contains_key(CONTENT_LENGTH) => {
             let mut digits = itoa_buffer();
             header_line(dst, b"content-length", format_u64(length, &mut digits));
         }
@@ -501,12 +478,13 @@ struct Parsed {
 fn poll_head<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
+    spans: &mut Vec<HeaderSpan>,
     is_head: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Parsed, Failure>> {
     loop {
         while !buf.is_empty() {
-            match parse_head(buf, is_head)? {
+            match parse_head(buf, is_head, spans)? {
                 Head::Final(parsed) => return Poll::Ready(Ok(parsed)),
                 Head::Informational => {}
                 Head::Partial if buf.len() >= MAX_HEAD_BYTES => {
@@ -542,7 +520,15 @@ enum Head {
     Partial,
 }
 
-fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Head, Failure> {
+/// Where a header's name and value are in the head: `[name start, name end, value start, value
+/// end]` (the head is at most [`MAX_HEAD_BYTES`] long).
+pub type HeaderSpan = [u32; 4];
+
+fn parse_head(
+    buf: &mut BytesMut,
+    is_head: bool,
+    spans: &mut Vec<HeaderSpan>,
+) -> Result<Head, Failure> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -573,19 +559,17 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Head, Failure> {
     // Where each name and value is in the buffer, so that the values can be slices of the head
     // once it is split off (no copy per header).
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = response.headers.len();
-    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+    spans.clear();
+    spans.extend(response.headers.iter().map(|header| {
         let name = header.name.as_ptr() as usize - base;
         let value = header.value.as_ptr() as usize - base;
-        // The head is at most MAX_HEAD_BYTES long.
-        *span = (
+        [
             name as u32,
             (name + header.name.len()) as u32,
             value as u32,
             (value + header.value.len()) as u32,
-        );
-    }
+        ]
+    }));
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -594,10 +578,13 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Head, Failure> {
         return Ok(Head::Informational);
     }
     // Room for the headers the proxy adds to the answer.
-    let mut headers = HeaderMap::with_capacity(count + 6);
+    let mut headers = HeaderMap::with_capacity(spans.len() + 6);
     let mut keep_alive = version == Version::HTTP_11;
     let mut close = false;
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+    // The framing headers, noted on the way rather than looked up after.
+    let mut length = Length::Absent;
+    let mut chunked = None;
+    for &[name_start, name_end, value_start, value_end] in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
             .map_err(|e| Failure::broken(format!("invalid response header name: {e}")))?;
         let value =
@@ -612,31 +599,39 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Head, Failure> {
             } else if !keep_alive {
                 keep_alive = has_token(&value, "keep-alive");
             }
+        } else if name == CONTENT_LENGTH {
+            length = length.and(&value);
+        } else if name == TRANSFER_ENCODING {
+            // The last coding of the last field counts.
+            chunked = Some(last_coding_is_chunked(&value));
         }
         headers.append(name, value);
     }
     let decoder =
         if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             None
-        } else if headers.contains_key(TRANSFER_ENCODING) {
+        } else if let Some(chunked) = chunked {
             if version == Version::HTTP_10 {
                 return Err(Failure::broken("Transfer-Encoding in an HTTP/1.0 response"));
             }
-            if is_chunked(&headers) {
+            if chunked {
                 Some(Decoder::Chunked(Chunk::Size))
             } else {
                 keep_alive = false;
                 Some(Decoder::UntilClose)
             }
-        } else if headers.contains_key(CONTENT_LENGTH) {
-            match content_length(&headers) {
-                Some(0) => None,
-                Some(length) => Some(Decoder::Length(length)),
-                None => return Err(Failure::broken("invalid Content-Length in the response")),
-            }
         } else {
-            keep_alive = false;
-            Some(Decoder::UntilClose)
+            match length {
+                Length::Of(0) => None,
+                Length::Of(length) => Some(Decoder::Length(length)),
+                Length::Invalid => {
+                    return Err(Failure::broken("invalid Content-Length in the response"))
+                }
+                Length::Absent => {
+                    keep_alive = false;
+                    Some(Decoder::UntilClose)
+                }
+            }
         };
     let (mut parts, ()) = Response::new(()).into_parts();
     parts.status = status;
@@ -660,33 +655,53 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// Whether the last transfer coding is `chunked`.
-fn is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
+/// Whether a `Transfer-Encoding` value's last coding is `chunked`.
+fn last_coding_is_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
         .next_back()
-        .and_then(|v| v.as_bytes().split(|b| *b == b',').next_back())
         .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// The `Content-Length`, when every value (and every comma-separated one) is the same number.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
+/// What the `Content-Length` fields seen so far say: every value (and every comma-separated one)
+/// must be the same number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Length {
+    Absent,
+    Of(u64),
+    Invalid,
+}
+
+impl Length {
+    fn and(self, value: &HeaderValue) -> Length {
+        let mut length = self;
         for part in value.as_bytes().split(|b| *b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return None;
+                return Length::Invalid;
             }
             let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
+            length = match length {
+                Length::Absent => Length::Of(n),
+                Length::Of(l) if l == n => length,
+                _ => return Length::Invalid,
+            };
         }
+        length
     }
-    length
+}
+
+/// The `Content-Length` of a head, when it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let length = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .fold(Length::Absent, Length::and);
+    match length {
+        Length::Of(n) => Some(n),
+        _ => None,
+    }
 }
 
 /// How the rest of the body is framed.
@@ -720,6 +735,7 @@ struct Reading {
     io: Io,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
+    header_spans: Vec<HeaderSpan>,
     lease: Lease,
     decoder: Decoder,
     keep_alive: bool,
@@ -744,6 +760,7 @@ impl ResponseBody {
             io,
             read_buf,
             write_buf,
+            header_spans,
             lease,
             keep_alive,
             ..
@@ -757,6 +774,7 @@ impl ResponseBody {
                 stream,
                 read_buf,
                 write_buf,
+                header_spans,
             });
         }
     }
@@ -939,7 +957,7 @@ mod tests {
 
     fn parsed(raw: &[u8], is_head: bool) -> Result<Head, Failure> {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf, is_head)
+        parse_head(&mut buf, is_head, &mut Vec::new())
     }
 
     fn final_head(raw: &[u8]) -> Parsed {
@@ -1027,52 +1045,54 @@ mod tests {
     #[test]
     fn request_heads_are_framed_as_hyper_frames_them() {
         let authority = Authority::from_static("up.test:8080");
+        let service_host = HeaderValue::from_static("svc.test");
         let mut headers = HeaderMap::new();
-        headers.insert(HOST, HeaderValue::from_static("svc.test"));
+        headers.insert(HOST, HeaderValue::from_static("client.test"));
         headers.insert("x-a", HeaderValue::from_static("1"));
-        let mut out = Vec::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
         let body = Bytes::from_static(b"hello");
-        let post = Method::POST;
-        let framing = framing(&post, &headers, &Body::Buffered(&body));
-        encode_head(
-            &post,
-            "/p?q=1",
-            &headers,
-            &Host::FromHead,
-            &authority,
-            framing,
-            &mut out,
-        );
+        let encoded = |request: &Request<'_>| {
+            let mut out = Vec::new();
+            let framing = framing(request.method, request.headers, &request.body);
+            encode_head(request, framing, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let mut request = Request {
+            method: &Method::POST,
+            path_and_query: "/p?q=1",
+            headers: &headers,
+            added: None,
+            host: Some(&service_host),
+            authority: &authority,
+            body: Body::Buffered(&body),
+        };
         assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
+            encoded(&request),
             "POST /p?q=1 HTTP/1.1\r\nhost: svc.test\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n"
         );
-        headers.remove(HOST);
-        encode_head(
-            &Method::GET,
-            "/",
-            &headers,
-            &Host::FromHead,
-            &authority,
-            Framing::None,
-            &mut out,
+        let mut client_body = None;
+        request.body = Body::Streamed(&mut client_body);
+        request.host = None;
+        request.method = &Method::GET;
+        request.path_and_query = "/";
+        assert_eq!(
+            encoded(&request),
+            "GET / HTTP/1.1\r\nhost: up.test:8080\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n"
+        );
+        let mut headers = headers.clone();
+        headers.remove(CONTENT_LENGTH);
+        let request = Request {
+            headers: &headers,
+            body: Body::Buffered(&body),
+            ..request
+        };
+        assert_eq!(
+            encoded(&request),
+            "GET / HTTP/1.1\r\nhost: up.test:8080\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n"
         );
         assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
-            "GET / HTTP/1.1\r\nx-a: 1\r\nhost: up.test:8080\r\n\r\n"
-        );
-        encode_head(
-            &post,
-            "/",
-            &headers,
-            &Host::Authority,
-            &authority,
-            Framing::Chunked,
-            &mut out,
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "POST / HTTP/1.1\r\nx-a: 1\r\nhost: up.test:8080\r\ntransfer-encoding: chunked\r\n\r\n"
+            framing(&Method::POST, &headers, &Body::Empty),
+            Framing::None
         );
         assert_eq!(format_u64(0, &mut itoa_buffer()), b"0");
         assert_eq!(format_u64(1024, &mut itoa_buffer()), b"1024");

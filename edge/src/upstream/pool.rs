@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tower_service::Service as _;
 
 use super::body::BoxError;
+use super::http1::HeaderSpan;
 
 /// Idle connections kept per authority; more are closed when they come back.
 const MAX_IDLE_PER_AUTHORITY: usize = 1024;
@@ -62,6 +63,8 @@ pub struct Connection {
     pub read_buf: BytesMut,
     /// The next request's head (and small body), encoded.
     pub write_buf: Vec<u8>,
+    /// Where the answer's header fields are in its head, while it is parsed.
+    pub header_spans: Vec<HeaderSpan>,
 }
 
 impl Connection {
@@ -70,6 +73,7 @@ impl Connection {
             stream,
             read_buf: BytesMut::with_capacity(READ_BUFFER),
             write_buf: Vec::with_capacity(1024),
+            header_spans: Vec::new(),
         }
     }
 
