@@ -43,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use super::body::{BoxError, ClientBody};
 use super::pool::{Connection, Lease};
@@ -141,6 +142,7 @@ pub async fn exchange(
         mut read_buf,
         mut write_buf,
         mut header_spans,
+        mut read_timer,
     } = connection;
     let framing = framing(request.method, request.headers, &request.body);
     encode_head(&request, framing, &mut write_buf);
@@ -180,11 +182,25 @@ pub async fn exchange(
     let is_head = *method == Method::HEAD;
     let parsed = match &mut io {
         Io::Whole(stream) => {
-            let head =
-                poll_fn(|cx| poll_head(stream, &mut read_buf, &mut header_spans, is_head, cx));
-            tokio::time::timeout(read_timeout, head)
-                .await
-                .map_err(|_| Failure::ReadTimeout)??
+            // The connection's timer, moved to the new deadline: a later deadline than the one
+            // it is registered for only updates it, where a new timer each time is registered and
+            // unregistered with the runtime's timer wheel under its lock.
+            let deadline = tokio::time::Instant::now() + read_timeout;
+            let timer =
+                read_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            timer.as_mut().reset(deadline);
+            poll_fn(|cx| {
+                if let Poll::Ready(parsed) =
+                    poll_head(stream, &mut read_buf, &mut header_spans, is_head, cx)
+                {
+                    return Poll::Ready(parsed);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(Failure::ReadTimeout)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await?
         }
         Io::Split { read, pump } => {
             // The read timeout runs from when the body is all written; until then the answer may
@@ -224,6 +240,7 @@ pub async fn exchange(
             read_buf,
             write_buf,
             header_spans,
+            read_timer,
             lease,
             decoder: decoder.unwrap_or(Decoder::Length(0)),
             keep_alive,
@@ -324,7 +341,12 @@ async fn write_all<W: AsyncWrite + Unpin>(
 ) -> Result<(), Failure> {
     let mut written = 0;
     while written < bytes.len() {
-        match tokio::time::timeout(timeout, stream.write(&bytes[written..])).await {
+        // A write that goes at once (the usual case) needs no timer.
+        let attempt = match stream.write(&bytes[written..]).now_or_never() {
+            Some(done) => Ok(done),
+            None => tokio::time::timeout(timeout, stream.write(&bytes[written..])).await,
+        };
+        match attempt {
             Err(_) => return Err(Failure::WriteTimeout),
             Ok(Ok(0)) => {
                 return Err(Failure::broken(
@@ -736,6 +758,7 @@ struct Reading {
     read_buf: BytesMut,
     write_buf: Vec<u8>,
     header_spans: Vec<HeaderSpan>,
+    read_timer: Option<Pin<Box<Sleep>>>,
     lease: Lease,
     decoder: Decoder,
     keep_alive: bool,
@@ -761,6 +784,7 @@ impl ResponseBody {
             read_buf,
             write_buf,
             header_spans,
+            read_timer,
             lease,
             keep_alive,
             ..
@@ -775,6 +799,7 @@ impl ResponseBody {
                 read_buf,
                 write_buf,
                 header_spans,
+                read_timer,
             });
         }
     }

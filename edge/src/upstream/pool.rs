@@ -17,8 +17,8 @@
 //! records from epoll at no cost: a connection whose last read drained the socket and that has
 //! become readable since is not reused.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -27,6 +27,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tower_service::Service as _;
 
 use super::body::BoxError;
@@ -65,6 +66,8 @@ pub struct Connection {
     pub write_buf: Vec<u8>,
     /// Where the answer's header fields are in its head, while it is parsed.
     pub header_spans: Vec<HeaderSpan>,
+    /// The read timeout while the answer's head is awaited, made once.
+    pub read_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Connection {
@@ -74,27 +77,22 @@ impl Connection {
             read_buf: BytesMut::with_capacity(READ_BUFFER),
             write_buf: Vec::with_capacity(1024),
             header_spans: Vec::new(),
+            read_timer: None,
         }
     }
 
     /// Whether nothing has arrived since the last exchange drained the socket: no close, no
     /// stray bytes.
     fn is_quiet(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readiness can also be left over from a read that filled its buffer to the last byte
-            // (only a short read tells the runtime the socket is drained): a read decides, and
-            // clears it when nothing is there.
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(
-                    self.stream.try_read(&mut probe),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                )
-            }
-        }
+        // Without readiness recorded this fails at once, with no system call. Readiness can also
+        // be left over from a read that filled its buffer to the last byte (only a short read
+        // tells the runtime the socket is drained): then the read decides, and clears it when
+        // nothing is there.
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
     }
 }
 
