@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::listener::IncomingBody;
 use http::header::{
     HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE,
     TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
@@ -15,7 +16,6 @@ use http::uri::{self, PathAndQuery};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::Either;
-use hyper::body::Incoming;
 use tracing::field::{display, Empty};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -87,7 +87,7 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         connection: ConnectionInfo,
-        request: Request<Incoming>,
+        request: Request<IncomingBody>,
     ) -> Response<LoggedBody> {
         let request_id = request_id_of(request.headers());
         let span = tracing::debug_span!(
@@ -142,7 +142,7 @@ impl Proxy {
     async fn forward(
         &self,
         connection: ConnectionInfo,
-        request: Request<Incoming>,
+        request: Request<IncomingBody>,
         request_id: &HeaderValue,
         received: Instant,
         labels: &mut RequestLabels,

@@ -24,7 +24,7 @@ use crate::balancer::targets::InFlight;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client's request body, its bytes counted for the request log.
-pub type ClientBody = crate::logging::body::CountedBody<Incoming>;
+pub type ClientBody = crate::logging::body::CountedBody<crate::listener::IncomingBody>;
 
 /// Where sending a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

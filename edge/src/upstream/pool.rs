@@ -229,15 +229,16 @@ impl IdleConnections {
             None => by_authority.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are first: those that outlived the idle timeout go.
+        let now = Instant::now();
         let expired = connections
             .iter()
-            .take_while(|c| c.since.elapsed() > self.timeout)
+            .take_while(|c| now.saturating_duration_since(c.since) > self.timeout)
             .count();
         connections.drain(..expired);
         if connections.len() < MAX_IDLE_PER_AUTHORITY {
             connections.push(Idle {
                 connection,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
