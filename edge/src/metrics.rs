@@ -90,18 +90,22 @@ pub struct EdgeMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     upstream: HistogramVec,
-    /// The series requests were counted in, by ids: a request hashes those instead of having
-    /// prometheus format and hash label strings under its lock. They hold what the vectors hold
-    /// (series are never removed), so they grow no further than those.
-    request_series: RwLock<FnvHashMap<(RequestLabelIds, u16), IntCounter>>,
-    /// The request and upstream duration histograms, by control plane.
-    duration_series: RwLock<FnvHashMap<Option<Uuid>, Histogram>>,
-    upstream_series: RwLock<FnvHashMap<Option<Uuid>, Histogram>>,
+    /// The series a request is counted in, by ids and status: a request hashes those once
+    /// instead of having prometheus format and hash label strings under its lock. They hold what
+    /// the vectors hold (series are never removed), so they grow no further than those.
+    request_series: RwLock<FnvHashMap<(RequestLabelIds, u16), RequestSeries>>,
     config_version: IntGaugeVec,
     /// By phase, as [`ApplyPhase::as_str`] names them.
     config_apply: HistogramVec,
     target_health: IntGaugeVec,
     pub logs: LogMetrics,
+}
+
+/// One kind of request's counter, and its control plane's duration histograms.
+struct RequestSeries {
+    requests: IntCounter,
+    duration: Histogram,
+    upstream: Histogram,
 }
 
 /// How request log shipping is doing. Clones share the same counters.
@@ -265,8 +269,6 @@ impl EdgeMetrics {
             duration,
             upstream,
             request_series: RwLock::default(),
-            duration_series: RwLock::default(),
-            upstream_series: RwLock::default(),
             config_version,
             config_apply,
             target_health,
@@ -285,30 +287,26 @@ impl EdgeMetrics {
     /// Counts one answered request.
     pub fn observe(&self, labels: &RequestLabels, status: http::StatusCode, total: Duration) {
         let ids = (labels.control_plane, labels.service, labels.route);
-        with_series(
-            &self.request_series,
-            (ids, status.as_u16()),
-            || self.request_counter(labels, status),
-            IntCounter::inc,
-        );
         let by_control_plane = |histograms: &HistogramVec| {
             let mut buffer = [0u8; 36];
             histograms.with_label_values(&[label(labels.control_plane, &mut buffer)])
         };
         with_series(
-            &self.duration_series,
-            labels.control_plane,
-            || by_control_plane(&self.duration),
-            |histogram| histogram.observe(total.as_secs_f64()),
+            &self.request_series,
+            (ids, status.as_u16()),
+            || RequestSeries {
+                requests: self.request_counter(labels, status),
+                duration: by_control_plane(&self.duration),
+                upstream: by_control_plane(&self.upstream),
+            },
+            |series| {
+                series.requests.inc();
+                series.duration.observe(total.as_secs_f64());
+                if let Some(upstream) = labels.upstream {
+                    series.upstream.observe(upstream.as_secs_f64());
+                }
+            },
         );
-        if let Some(upstream) = labels.upstream {
-            with_series(
-                &self.upstream_series,
-                labels.control_plane,
-                || by_control_plane(&self.upstream),
-                |histogram| histogram.observe(upstream.as_secs_f64()),
-            );
-        }
     }
 
     /// The requests counter of `labels` and `status`, looked up by its label values.

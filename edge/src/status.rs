@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
+use crate::listener::IncomingBody;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::errors::{json_response, ProxyBody};
 use crate::state::EdgeState;
 
-pub async fn respond(state: Arc<EdgeState>, request: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn respond(state: Arc<EdgeState>, request: Request<IncomingBody>) -> Response<ProxyBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return json_response(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -69,6 +69,10 @@ impl UpgradeRequest {
 }
 
 fn asks_for_websocket(version: Version, headers: &HeaderMap) -> bool {
+    // Most requests ask for nothing: one lookup decides.
+    if version != Version::HTTP_11 || !headers.contains_key(UPGRADE) {
+        return false;
+    }
     let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()

@@ -1,8 +1,9 @@
 //! The bodies on either side of an upstream exchange. [`RequestBody`] tells the attempt waiting
 //! for a response how far sending has got ([`SendProgress`]), which is what the write and read
-//! timeouts are measured from; [`UpstreamBody`] streams the response back, failing when the
-//! upstream goes quiet for longer than the read timeout, and ends the target's in-flight count
-//! (and hands a pooled connection back) as soon as the last chunk is through.
+//! timeouts are measured from (on hyper-util's client; the plain-HTTP path in [`super::http1`]
+//! keeps its own time); [`UpstreamBody`] streams the response back, failing when the upstream goes
+//! quiet for longer than the read timeout, and ends the target's in-flight count as soon as the
+//! last chunk is through.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,13 +18,13 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
-use super::pool::PooledConnection;
+use super::http1::ResponseBody;
 use crate::balancer::targets::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client's request body, its bytes counted for the request log.
-pub type ClientBody = crate::logging::body::CountedBody<Incoming>;
+pub type ClientBody = crate::logging::body::CountedBody<crate::listener::IncomingBody>;
 
 /// Where sending a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,50 +162,71 @@ impl Body for RequestBody {
 
 /// An upstream's response body on its way to the client.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Inner,
     /// Longest wait between two chunks; `None` waits forever.
     read_timeout: Option<Duration>,
     idle: Option<Pin<Box<Sleep>>>,
     in_flight: Option<InFlight>,
-    /// The pooled connection the body comes on, back to the pool once it is all read.
-    connection: Option<PooledConnection>,
+}
+
+/// Where the body comes from.
+pub enum Inner {
+    /// hyper-util's client (TLS, h2, upgrades).
+    Hyper(Incoming),
+    /// A pooled plain-HTTP connection, which the body gives back when it ends cleanly (and closes
+    /// when dropped before).
+    Http1(ResponseBody),
+    /// Given up on (timed out): a pooled connection is closed.
+    Abandoned,
+}
+
+impl Inner {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Inner::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Http1(body) => Pin::new(body).poll_frame(cx),
+            Inner::Abandoned => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Hyper(body) => body.is_end_stream(),
+            Inner::Http1(body) => body.is_end_stream(),
+            Inner::Abandoned => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Hyper(body) => body.size_hint(),
+            Inner::Http1(body) => body.size_hint(),
+            Inner::Abandoned => SizeHint::with_exact(0),
+        }
+    }
 }
 
 impl UpstreamBody {
-    pub fn new(
-        inner: Incoming,
-        read_timeout: Duration,
-        in_flight: Option<InFlight>,
-        connection: Option<PooledConnection>,
-    ) -> Self {
+    pub fn new(inner: Inner, read_timeout: Duration, in_flight: Option<InFlight>) -> Self {
         UpstreamBody {
             inner,
             read_timeout: Some(read_timeout),
             idle: None,
             in_flight,
-            connection,
         }
     }
 
-    /// The body ended (`clean`), failed or timed out.
-    fn finished(&mut self, clean: bool) {
+    /// The body ended, failed or timed out.
+    fn finished(&mut self) {
         if let Some(mut in_flight) = self.in_flight.take() {
             in_flight.release();
-        }
-        if let Some(connection) = self.connection.take() {
-            if !clean {
-                connection.discard();
-            }
         }
     }
 }
 
 impl Drop for UpstreamBody {
-    /// A body dropped before its end (the client went away) leaves its connection mid-response:
-    /// not reusable. One that needed no reading (HEAD, 204, 304) is.
     fn drop(&mut self) {
-        let clean = self.inner.is_end_stream();
-        self.finished(clean);
+        self.finished();
     }
 }
 
@@ -212,11 +234,10 @@ impl Drop for UpstreamBody {
 impl From<Incoming> for UpstreamBody {
     fn from(inner: Incoming) -> Self {
         UpstreamBody {
-            inner,
+            inner: Inner::Hyper(inner),
             read_timeout: None,
             idle: None,
             in_flight: None,
-            connection: None,
         }
     }
 }
@@ -234,21 +255,21 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if this.inner.is_end_stream() {
-                    this.finished(true);
+                    this.finished();
                 } else if let (Some(idle), Some(timeout)) = (&mut this.idle, this.read_timeout) {
                     idle.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finished(false);
-                Poll::Ready(Some(Err(e.into())))
+                this.finished();
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.finished(true);
+                this.finished();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -259,7 +280,9 @@ impl Body for UpstreamBody {
                     .idle
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if idle.as_mut().poll(cx).is_ready() {
-                    this.finished(false);
+                    // Dropping an unfinished pooled body closes its connection.
+                    this.inner = Inner::Abandoned;
+                    this.finished();
                     this.read_timeout = None;
                     tracing::debug!(?timeout, "upstream read timeout in the response body");
                     return Poll::Ready(Some(Err(Box::new(ReadTimedOut(timeout)))));

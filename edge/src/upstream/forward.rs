@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
+use http::uri::Authority;
 use http::{Method, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -29,21 +30,26 @@ use tollgate_model::Service;
 use tracing::field::{display, Empty};
 use tracing::Instrument;
 
-use super::body::{ClientBody, Phase, RequestBody, SendProgress, UpstreamBody};
-use super::pool::{ConnectError, Http1Pool, PooledConnection};
+use super::body::{ClientBody, Inner, Phase, RequestBody, SendProgress, UpstreamBody};
+use super::http1::{self, Failure};
+use super::pool::{ConnectError, Http1Pool};
 use super::{UpstreamClient, UpstreamSender, Upstreams};
 use crate::balancer::hash_on::{RequestKeys, UriCapture};
 use crate::balancer::UpstreamBalancer;
 use crate::errors::ProxyError;
 use crate::health::Outcome;
+use crate::proxy::UpstreamHeaders;
 
 /// The largest request body kept for a retry.
 const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
 
 /// A request ready to go upstream.
 pub struct Outbound<'a> {
-    /// Method, URI (`service.host` as authority), headers with `Host` set for the service.
+    /// Method, URI (`service.host` as authority), the client's headers less hop-by-hop ones and
+    /// those the proxy sets.
     pub head: Parts,
+    /// What the proxy sets: `Host`, `X-Forwarded-*`, `Via`, `X-Request-Id`.
+    pub added: UpstreamHeaders<'a>,
     pub body: ClientBody,
     pub service: &'a Service,
     /// The upstream when the service's host names one.
@@ -152,7 +158,8 @@ impl Upstreams {
 
     async fn attempts(&self, outbound: Outbound<'_>) -> Result<Forwarded, ProxyError> {
         let Outbound {
-            head,
+            mut head,
+            added,
             body,
             service,
             balancer,
@@ -185,6 +192,10 @@ impl Upstreams {
         });
         let set_cookie = hash.as_ref().and_then(|h| h.set_cookie.clone());
 
+        if let UpstreamSender::Client(_) = sender {
+            added.apply(&mut head.headers);
+        }
+        // The last attempt on hyper-util's client takes the head; the pool's only borrow it.
         let mut head = Some(head);
         let mut body = Some(body);
         let mut tried: Vec<usize> = Vec::new();
@@ -194,8 +205,6 @@ impl Upstreams {
         loop {
             attempt += 1;
             let last = attempt >= attempts;
-            let mut parts = if last { head.take() } else { head.clone() }
-                .ok_or_else(|| ProxyError::Internal("request head used up".into()))?;
             let target = match balancer {
                 Some(balancer) => {
                     let Some(index) = balancer.pick(hash.as_ref(), &tried) else {
@@ -204,30 +213,52 @@ impl Upstreams {
                         return Err(ProxyError::NoPeer);
                     };
                     tried.push(index);
-                    point_at_target(&mut parts, balancer, index, service, preserve_host)?;
                     Some((balancer, index))
                 }
                 None => None,
             };
             let in_flight = target.map(|(b, i)| b.targets()[i].state.start_request());
-            let progress = SendProgress::new();
-            let request_body = if last {
-                body.take().map(|b| b.into_request_body(progress.clone()))
-            } else {
-                body.as_ref().map(|b| b.again(progress.clone()))
-            }
-            .ok_or_else(|| ProxyError::Internal("request body used up".into()))?;
             let sent = Instant::now();
             first_sent.get_or_insert(sent);
-            let is_empty = request_body.is_end_stream();
-            let result = send(
-                sender,
-                Request::from_parts(parts, request_body),
-                &progress,
-                is_empty,
-                timeouts,
-            )
-            .await;
+            let result = match sender {
+                UpstreamSender::Pool(pool) => {
+                    let parts = head
+                        .as_ref()
+                        .ok_or_else(|| ProxyError::Internal("request head used up".into()))?;
+                    let body = body
+                        .as_mut()
+                        .ok_or_else(|| ProxyError::Internal("request body used up".into()))?;
+                    let pooled = Pooled {
+                        head: parts,
+                        added: &added,
+                        target,
+                        service,
+                        preserve_host,
+                    };
+                    send_pooled(pool, pooled, body, timeouts)
+                        .await
+                        .map(|response| response.map(Inner::Http1))
+                }
+                UpstreamSender::Client(client) => {
+                    let mut parts = if last { head.take() } else { head.clone() }
+                        .ok_or_else(|| ProxyError::Internal("request head used up".into()))?;
+                    if let Some((balancer, index)) = target {
+                        point_at_target(&mut parts, balancer, index, service, preserve_host)?;
+                    }
+                    let progress = SendProgress::new();
+                    let request_body = if last {
+                        body.take().map(|b| b.into_request_body(progress.clone()))
+                    } else {
+                        body.as_ref().map(|b| Ok(b.again(progress.clone())))
+                    }
+                    .ok_or_else(|| ProxyError::Internal("request body used up".into()))??;
+                    let is_empty = request_body.is_end_stream();
+                    let request = Request::from_parts(parts, request_body);
+                    send_with_client(client, request, &progress, is_empty, timeouts)
+                        .await
+                        .map(|response| response.map(Inner::Hyper))
+                }
+            };
             span.record("attempts", attempt);
             if let Some(balancer) = balancer {
                 let names: Vec<&str> = tried
@@ -237,7 +268,7 @@ impl Upstreams {
                 span.record("targets", display(names.join(",")));
             }
             match result {
-                Ok((response, connection)) => {
+                Ok(response) => {
                     let answered = Instant::now();
                     if let Some((balancer, index)) = target {
                         balancer.targets()[index]
@@ -248,10 +279,10 @@ impl Upstreams {
                             balancer.record_passive(index, outcome);
                         }
                     }
-                    let (parts, incoming) = response.into_parts();
-                    let body = UpstreamBody::new(incoming, timeouts.read, in_flight, connection);
+                    let response =
+                        response.map(|inner| UpstreamBody::new(inner, timeouts.read, in_flight));
                     return Ok(Forwarded {
-                        response: Response::from_parts(parts, body),
+                        response,
                         first_sent: first_sent.unwrap_or(sent),
                         sent,
                         answered,
@@ -307,7 +338,8 @@ fn point_at_target(
 enum SentBody {
     Empty,
     Buffered(bytes::Bytes),
-    Streamed(ClientBody),
+    /// Taken by the one attempt that sends it.
+    Streamed(Option<ClientBody>),
 }
 
 impl SentBody {
@@ -320,7 +352,7 @@ impl SentBody {
             .upper()
             .is_some_and(|n| n <= MAX_BUFFERED_BODY);
         if !(buffer && small) {
-            return Ok(SentBody::Streamed(body));
+            return Ok(SentBody::Streamed(Some(body)));
         }
         let bytes = body
             .collect()
@@ -339,38 +371,23 @@ impl SentBody {
         }
     }
 
-    fn into_request_body(self, progress: std::sync::Arc<SendProgress>) -> RequestBody {
-        match self {
+    fn into_request_body(
+        self,
+        progress: std::sync::Arc<SendProgress>,
+    ) -> Result<RequestBody, ProxyError> {
+        Ok(match self {
             SentBody::Empty => RequestBody::empty(progress),
             SentBody::Buffered(bytes) => RequestBody::buffered(bytes, progress),
-            SentBody::Streamed(body) => RequestBody::streamed(body, progress),
-        }
+            SentBody::Streamed(Some(body)) => RequestBody::streamed(body, progress),
+            SentBody::Streamed(None) => {
+                return Err(ProxyError::Internal("request body used up".into()))
+            }
+        })
     }
 }
 
-/// One attempt: connects (or takes a pooled connection), sends, and waits for the response head,
-/// each step under its timeout. A connection from [`Http1Pool`] comes back with the response, for
-/// its body to return it.
-async fn send(
-    sender: UpstreamSender<'_>,
-    request: Request<RequestBody>,
-    progress: &SendProgress,
-    body_is_empty: bool,
-    timeouts: Timeouts,
-) -> Result<(Response<Incoming>, Option<PooledConnection>), AttemptError> {
-    match sender {
-        UpstreamSender::Pool(pool) => {
-            let (response, connection) =
-                send_pooled(pool, request, progress, body_is_empty, timeouts).await?;
-            Ok((response, Some(connection)))
-        }
-        UpstreamSender::Client(client) => {
-            let response = send_with_client(client, request, progress, body_is_empty, timeouts);
-            Ok((response.await?, None))
-        }
-    }
-}
-
+/// One attempt on hyper-util's client: connects (or takes one of its pooled connections), sends,
+/// and waits for the response head, each step under its timeout.
 async fn send_with_client(
     client: &UpstreamClient,
     mut request: Request<RequestBody>,
@@ -394,35 +411,47 @@ async fn send_with_client(
     answered.map_err(attempt_error)
 }
 
-/// Like [`send_with_client`], on a connection of `pool`. As hyper-util's client does, a request
-/// that a reused connection handed back unsent (the upstream had closed it) goes on another one.
+/// One attempt on a connection of `pool` to the service's host or the balancer's `target`: the
+/// connect timeout covers getting a connection (a pooled one counts at once), [`http1::exchange`]
+/// the rest. As hyper-util's client does, a request that a reused connection could not take (the
+/// upstream had closed it) goes on another one.
 async fn send_pooled(
     pool: &Http1Pool,
-    mut request: Request<RequestBody>,
-    progress: &SendProgress,
-    body_is_empty: bool,
+    request: Pooled<'_>,
+    body: &mut SentBody,
     timeouts: Timeouts,
-) -> Result<(Response<Incoming>, PooledConnection), AttemptError> {
-    let authority = request
-        .uri()
-        .authority()
-        .cloned()
-        .ok_or_else(|| AttemptError::Connect("the upstream URI has no authority".into()))?;
-    // The pool connects by authority; the request line carries the origin form.
-    let origin = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
-    *request.uri_mut() = origin;
-    if !request.headers().contains_key(HOST) {
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| AttemptError::Connect(format!("the upstream authority: {e}")))?;
-        request.headers_mut().insert(HOST, host);
-    }
-    let mut request = Some(request);
+) -> Result<Response<http1::ResponseBody>, AttemptError> {
+    let Pooled {
+        head,
+        added,
+        target,
+        service,
+        preserve_host,
+    } = request;
+    let balanced_host;
+    let (authority, host) = match target {
+        None => {
+            let authority =
+                head.uri.authority().cloned().ok_or_else(|| {
+                    AttemptError::Connect("the upstream URI has no authority".into())
+                })?;
+            (authority, added.host.as_ref())
+        }
+        Some((balancer, index)) => {
+            let authority = Authority::try_from(balancer.targets()[index].authority())
+                .map_err(|e| AttemptError::Connect(format!("the target's address: {e}")))?;
+            balanced_host = if preserve_host {
+                added.host.clone()
+            } else {
+                balancer.host_header(index, &service.protocol)
+            };
+            (authority, balanced_host.as_ref())
+        }
+    };
+    let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
     loop {
-        let mut connection = match pool.checkout(&authority) {
-            Some(connection) => connection,
+        let (connection, lease) = match pool.checkout(&authority) {
+            Some(pooled) => pooled,
             // Boxed: connecting is rare, and its future would make every request's bigger.
             None => {
                 match tokio::time::timeout(timeouts.connect, Box::pin(pool.connect(&authority)))
@@ -434,34 +463,42 @@ async fn send_pooled(
                 }
             }
         };
-        let connected_at = Instant::now();
-        let (Some(sender), Some(unsent)) = (connection.sender(), request.take()) else {
-            return Err(AttemptError::Broken(
-                "pooled connection lost its request".into(),
-            ));
+        let reused = lease.is_reused();
+        let body = match body {
+            SentBody::Empty => http1::Body::Empty,
+            SentBody::Buffered(bytes) => http1::Body::Buffered(bytes),
+            SentBody::Streamed(client) => http1::Body::Streamed(client),
         };
-        let response = sender.try_send_request(unsent);
-        tokio::pin!(response);
-        let answered = match answer(response, progress, body_is_empty, timeouts, connected_at).await
-        {
-            Ok(answered) => answered,
-            Err(timeout) => {
-                connection.discard();
-                return Err(timeout);
-            }
+        let request = http1::Request {
+            method: &head.method,
+            path_and_query,
+            headers: &head.headers,
+            added: Some(added),
+            host,
+            authority: &authority,
+            body,
         };
-        match answered {
-            Ok(response) => return Ok((response, connection)),
-            Err(mut error) => {
-                let reused = connection.is_reused();
-                connection.discard();
-                match error.take_message() {
-                    Some(unsent) if reused => request = Some(unsent),
-                    _ => return Err(AttemptError::Broken(error_chain(&error.into_error()))),
-                }
+        match http1::exchange(connection, lease, request, timeouts.write, timeouts.read).await {
+            Ok(response) => return Ok(response),
+            Err(Failure::Unsent(_)) if reused => {}
+            Err(Failure::Unsent(e)) => {
+                return Err(AttemptError::Broken(format!("writing the request: {e}")))
             }
+            Err(Failure::WriteTimeout) => return Err(AttemptError::WriteTimeout),
+            Err(Failure::ReadTimeout) => return Err(AttemptError::ReadTimeout),
+            Err(Failure::Broken(cause)) => return Err(AttemptError::Broken(cause)),
         }
     }
+}
+
+/// What [`send_pooled`] sends where.
+struct Pooled<'a> {
+    head: &'a Parts,
+    added: &'a UpstreamHeaders<'a>,
+    /// The balancer's pick, or the service's host.
+    target: Option<(&'a UpstreamBalancer, usize)>,
+    service: &'a Service,
+    preserve_host: bool,
 }
 
 /// Waits for `response` while the request is sent, under the write timeout between the parts it

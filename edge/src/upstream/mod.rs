@@ -1,5 +1,5 @@
 //! Sending requests upstream: keep-alive pools shared by every worker thread and service — a
-//! lean HTTP/1.1 one for plain `http` ([`pool`]), and hyper-util's client per TLS-verification choice (rustls with the Mozilla roots, or no certificate check for services
+//! lean HTTP/1.1 one for plain `http` ([`pool`], spoken by [`http1`]), and hyper-util's client per TLS-verification choice (rustls with the Mozilla roots, or no certificate check for services
 //! that set `tls_verify: false`), HTTP/2 with prior knowledge for `grpc` services (`grpcs`
 //! negotiates `h2` by ALPN like `https`), and HTTP/1.1-only pools for upgrades (WebSocket), which
 //! `h2` cannot carry. [`forward`] runs a request's attempts with retries and timeouts; [`body`]
@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod http1;
 pub mod pool;
 
 use std::sync::Arc;

@@ -1,31 +1,43 @@
-//! Keep-alive HTTP/1.1 connections to plain `http` upstreams, shared by every worker thread: the
+//! Keep-alive TCP connections to plain `http` upstreams, shared by every worker thread: the
 //! proxy's hottest path. A request pops an idle connection of its upstream's authority (or opens
-//! one) and drives it with hyper's own `client::conn::http1`; the response body puts it back when
-//! it ends, most recently used first out.
+//! one) and speaks HTTP/1.1 on it itself ([`super::http1`]); the response body gives it back when
+//! it ends cleanly, most recently used first out.
 //!
 //! Hand-written rather than hyper-util's legacy `Client`, which per request boxes the response
 //! future, races the pool checkout against a lazily built connect future, hashes a
 //! (scheme, authority) key it clones, and, when the body is not done yet, spawns a task that waits
-//! for the connection to be idle again; telling connecting from waiting (for the connect timeout)
-//! needs a `CaptureConnection` channel on top. hyper-util's composable `client::pool` is still
-//! experimental, with types that cannot be named. TLS (which may negotiate `h2`), gRPC and
-//! upgrades stay on the legacy client.
+//! for the connection to be idle again; hyper-util's composable `client::pool` is still
+//! experimental, with types that cannot be named. It pools bare `TcpStream`s rather than hyper's
+//! `client::conn::http1` senders because each of those runs a task of its own that the request
+//! has to hand its message to and wake, which cost more than the rest of the upstream side
+//! together. TLS (which may negotiate `h2`), gRPC and upgrades stay on the legacy client.
+//!
+//! Nobody reads an idle connection, so the pool learns that an upstream closed one (or sent
+//! something unasked, like a 408 before closing) from the socket's readiness, which the runtime
+//! records from epoll at no cost: a connection whose last read drained the socket and that has
+//! become readable since is not reused.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use fnv::FnvHashMap;
 use http::uri::{Authority, Scheme};
 use http::Uri;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tower_service::Service as _;
-use tracing::Instrument;
 
-use super::body::{BoxError, RequestBody};
+use super::body::BoxError;
+use super::http1::HeaderSpan;
 
 /// Idle connections kept per authority; more are closed when they come back.
 const MAX_IDLE_PER_AUTHORITY: usize = 1024;
+/// What a connection's read buffer starts with: a typical response head and a small body in one
+/// read.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Connections to plain-HTTP upstreams.
 pub struct Http1Pool {
@@ -41,25 +53,56 @@ struct IdleConnections {
 }
 
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    connection: Connection,
     since: Instant,
+}
+
+/// An open connection and the buffers that go with it from one request to the next.
+pub struct Connection {
+    pub stream: TcpStream,
+    /// What has been read and not parsed yet; empty between exchanges.
+    pub read_buf: BytesMut,
+    /// The next request's head (and small body), encoded.
+    pub write_buf: Vec<u8>,
+    /// Where the answer's header fields are in its head, while it is parsed.
+    pub header_spans: Vec<HeaderSpan>,
+    /// The read timeout while the answer's head is awaited, made once.
+    pub read_timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            read_buf: BytesMut::with_capacity(READ_BUFFER),
+            write_buf: Vec::with_capacity(1024),
+            header_spans: Vec::new(),
+            read_timer: None,
+        }
+    }
+
+    /// Whether nothing has arrived since the last exchange drained the socket: no close, no
+    /// stray bytes.
+    fn is_quiet(&self) -> bool {
+        // Without readiness recorded this fails at once, with no system call. Readiness can also
+        // be left over from a read that filled its buffer to the last byte (only a short read
+        // tells the runtime the socket is drained): then the read decides, and clears it when
+        // nothing is there.
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
 }
 
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("connecting to {authority}: {source}")]
-    Connect {
-        authority: Authority,
-        #[source]
-        source: BoxError,
-    },
-    #[error("HTTP/1.1 handshake with {authority}: {source}")]
-    Handshake {
-        authority: Authority,
-        #[source]
-        source: hyper::Error,
-    },
+#[error("connecting to {authority}: {source}")]
+pub struct ConnectError {
+    authority: Authority,
+    #[source]
+    source: BoxError,
 }
 
 impl Http1Pool {
@@ -77,133 +120,84 @@ impl Http1Pool {
         Http1Pool { idle, connector }
     }
 
-    /// The most recently used idle connection to `authority` that can take a request now.
-    pub fn checkout(&self, authority: &Authority) -> Option<PooledConnection> {
-        let mut idle = self
-            .idle
-            .by_authority
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let connections = idle.get_mut(authority.as_str())?;
-        // Connections are pooled ready for a request: one that is not any more is closing.
-        let sender = loop {
-            let connection = connections.pop()?;
-            if connection.sender.is_ready() && connection.since.elapsed() <= self.idle.timeout {
-                break connection.sender;
+    /// The most recently used idle connection to `authority` that nothing happened to since.
+    pub fn checkout(&self, authority: &Authority) -> Option<(Connection, Lease)> {
+        let connection = {
+            let mut idle = self
+                .idle
+                .by_authority
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let connections = idle.get_mut(authority.as_str())?;
+            loop {
+                let idle = connections.pop()?;
+                if idle.since.elapsed() <= self.idle.timeout && idle.connection.is_quiet() {
+                    break idle.connection;
+                }
             }
         };
-        Some(PooledConnection {
-            sender: Some(sender),
-            authority: authority.clone(),
-            idle: Arc::downgrade(&self.idle),
-            reused: true,
-        })
+        Some((connection, self.lease(authority, true)))
     }
 
-    /// A new connection to `authority`, its connection task spawned.
-    pub async fn connect(&self, authority: &Authority) -> Result<PooledConnection, ConnectError> {
+    /// A new connection to `authority`.
+    pub async fn connect(
+        &self,
+        authority: &Authority,
+    ) -> Result<(Connection, Lease), ConnectError> {
+        let failed = |source: BoxError| ConnectError {
+            authority: authority.clone(),
+            source,
+        };
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| ConnectError::Connect {
-                authority: authority.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|e| failed(e.into()))?;
         let stream = self
             .connector
             .clone()
             .call(uri)
             .await
-            .map_err(|e| ConnectError::Connect {
-                authority: authority.clone(),
-                source: e.into(),
-            })?;
-        let (sender, connection) = http1::Builder::new()
-            // As the listener: one buffer, one `write`.
-            .writev(false)
-            .handshake::<_, RequestBody>(stream)
-            .await
-            .map_err(|source| ConnectError::Handshake {
-                authority: authority.clone(),
-                source,
-            })?;
-        let span = tracing::debug_span!("upstream_connection", %authority);
-        tokio::spawn(
-            async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "upstream connection failed");
-                }
-            }
-            .instrument(span),
-        );
-        Ok(PooledConnection {
-            sender: Some(sender),
+            .map_err(|e| failed(e.into()))?
+            .into_inner();
+        Ok((Connection::new(stream), self.lease(authority, false)))
+    }
+
+    fn lease(&self, authority: &Authority, reused: bool) -> Lease {
+        Lease {
             authority: authority.clone(),
             idle: Arc::downgrade(&self.idle),
-            reused: false,
-        })
+            reused,
+        }
     }
 }
 
-/// A connection taken from (or made for) the pool; it goes back when dropped (once it can take
-/// the next request), unless closed or [`PooledConnection::discard`]ed.
-pub struct PooledConnection {
-    sender: Option<SendRequest<RequestBody>>,
+/// Where a connection taken from (or made for) the pool goes back to once its exchange ended
+/// cleanly; a connection that is not given back is closed when dropped.
+pub struct Lease {
     authority: Authority,
-    idle: std::sync::Weak<IdleConnections>,
-    /// It served a request before: the upstream may have closed it meanwhile.
+    idle: Weak<IdleConnections>,
+    /// The connection served a request before: the upstream may have closed it meanwhile.
     reused: bool,
 }
 
-impl PooledConnection {
-    pub fn sender(&mut self) -> Option<&mut SendRequest<RequestBody>> {
-        self.sender.as_mut()
-    }
-
+impl Lease {
     pub fn is_reused(&self) -> bool {
         self.reused
     }
 
-    /// Closes the connection instead of pooling it (its exchange did not finish cleanly).
-    pub fn discard(mut self) {
-        self.sender = None;
+    /// Pools `connection` for the next request to the same authority.
+    pub fn give_back(self, connection: Connection) {
+        if let Some(idle) = self.idle.upgrade() {
+            idle.put(&self.authority, connection);
+        }
     }
 }
 
-impl Drop for PooledConnection {
-    fn drop(&mut self) {
-        let Some(mut sender) = self.sender.take() else {
-            return;
-        };
-        let Some(idle) = self.idle.upgrade() else {
-            return;
-        };
-        if sender.is_ready() {
-            idle.put(&self.authority, sender);
-            return;
-        }
-        if sender.is_closed() {
-            return;
-        }
-        // The body ended on this side before the connection's task took in its end (another
-        // worker thread runs it): pooled once it can take a request, as hyper-util's client does.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let authority = self.authority.clone();
-        runtime.spawn(async move {
-            if sender.ready().await.is_ok() {
-                idle.put(&authority, sender);
-            }
-        });
-    }
-}
-
-/// Closes connections idle for longer than the timeout even when no request comes for their
-/// upstream any more, until the pool is gone.
-async fn close_expired(idle: std::sync::Weak<IdleConnections>) {
+/// Closes connections idle for longer than the timeout, or closed by their upstream, even when no
+/// request comes for their upstream any more, until the pool is gone.
+async fn close_expired(idle: Weak<IdleConnections>) {
     let Some(period) = idle.upgrade().map(|idle| idle.timeout) else {
         return;
     };
@@ -218,14 +212,14 @@ async fn close_expired(idle: std::sync::Weak<IdleConnections>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         by_authority.retain(|_, connections| {
-            connections.retain(|c| c.since.elapsed() <= idle.timeout && !c.sender.is_closed());
+            connections.retain(|c| c.since.elapsed() <= idle.timeout && c.connection.is_quiet());
             !connections.is_empty()
         });
     }
 }
 
 impl IdleConnections {
-    fn put(&self, authority: &Authority, sender: SendRequest<RequestBody>) {
+    fn put(&self, authority: &Authority, connection: Connection) {
         let mut by_authority = self
             .by_authority
             .lock()
@@ -235,15 +229,16 @@ impl IdleConnections {
             None => by_authority.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are first: those that outlived the idle timeout go.
+        let now = Instant::now();
         let expired = connections
             .iter()
-            .take_while(|c| c.since.elapsed() > self.timeout)
+            .take_while(|c| now.saturating_duration_since(c.since) > self.timeout)
             .count();
         connections.drain(..expired);
         if connections.len() < MAX_IDLE_PER_AUTHORITY {
             connections.push(Idle {
-                sender,
-                since: Instant::now(),
+                connection,
+                since: now,
             });
         }
     }

@@ -7,7 +7,12 @@
 //! loadtest/bench                               # installs the peers, builds, runs all, writes RESULTS.md
 //! target/release/edge_bench --write            # every scenario
 //! target/release/edge_bench plain latency      # some of them
+//! target/release/edge_bench config --upstream 127.0.0.1:9100   # the plain scenario's config
 //! ```
+//!
+//! `config` publishes the `plain` scenario's snapshot (one `/` route to `--upstream`) on NATS
+//! under a fresh prefix and prints the `tollgate edge` command line that serves it, for running
+//! the edge by hand under a profiler (see DEVELOPERS.md).
 //!
 //! Needs NATS on 127.0.0.1:4222 (or `--nats-url`) and Debian's nginx and haproxy packages.
 
@@ -90,8 +95,15 @@ fn parse_args() -> anyhow::Result<Options> {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("upstream") {
-        return tollgate_loadtest::upstream::serve_from_args(args.collect());
+    match args.next().as_deref() {
+        Some("upstream") => return tollgate_loadtest::upstream::serve_from_args(args.collect()),
+        Some("config") => {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(print_config(args.collect()));
+        }
+        _ => {}
     }
     let options = parse_args()?;
     // The driver gets one thread: the machine's other cores are for the peer under test.
@@ -100,6 +112,45 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(run(options))
+}
+
+/// `config --upstream ADDR [--nats-url URL] [--request-logs on|off]`: publishes the plain
+/// scenario's snapshot and prints how to start an edge serving it.
+async fn print_config(args: Vec<String>) -> anyhow::Result<()> {
+    let mut upstream: Option<std::net::SocketAddr> = None;
+    let mut nats_url = "nats://127.0.0.1:4222".to_string();
+    let mut request_logs = "off".to_string();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--upstream" => upstream = Some(args.next().context("--upstream ADDR")?.parse()?),
+            "--nats-url" => nats_url = args.next().context("--nats-url URL")?,
+            "--request-logs" => request_logs = args.next().context("--request-logs on|off")?,
+            other => bail!("config: unknown argument '{other}'"),
+        }
+    }
+    let upstream = upstream.context("config: --upstream ADDR is required")?;
+    let prefix = format!("bench{}", Uuid::new_v4().simple());
+    let bus = NatsBus::connect(&nats_url, &prefix)
+        .await
+        .with_context(|| format!("NATS at {nats_url}"))?;
+    let mut config = EdgeConfig {
+        bus: Arc::new(bus),
+        control_plane: Uuid::now_v7(),
+        service: service(&format!("http://{upstream}")),
+        routes: route_set(1),
+        certificate: None,
+        version: 0,
+        first_applied_in: Duration::ZERO,
+    };
+    config.publish().await?;
+    println!(
+        "tollgate --worker-threads 1 edge --nats-url {nats_url} --nats-prefix {prefix} \
+         --control-plane {} --request-logs {request_logs} \
+         --proxy-listen 127.0.0.1:PORT --status-listen 127.0.0.1:PORT --data-dir DIR",
+        config.control_plane
+    );
+    Ok(())
 }
 
 /// Everything a scenario shares: the upstream, certificates, NATS and the edge binary.
