@@ -597,9 +597,8 @@ fn encode_head(
             if no_content {
                 Framing::Length(0)
             } else {
-                let mut digits = [0u8; 20];
                 dst.extend_from_slice(b"content-length: ");
-                dst.extend_from_slice(decimal(n, &mut digits));
+                dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
                 dst.extend_from_slice(b"\r\n");
                 Framing::Length(n)
             }
@@ -622,25 +621,13 @@ fn encode_head(
     Ok((framing, keep_alive))
 }
 
-/// A `Content-Length` value as hyper reads it: digits only.
-fn parse_length(value: &[u8]) -> Option<u64> {
+/// A `Content-Length` value as hyper reads it: digits only. The upstream side reads its answers'
+/// lengths with it too.
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
     Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// `n` in decimal, written at the end of `buffer`.
-fn decimal(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut at = buffer.len();
-    loop {
-        at -= 1;
-        buffer[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buffer[at..];
-        }
-    }
 }
 
 /// `n` in hexadecimal (a chunk size), written at the end of `buffer`.
@@ -821,6 +808,5 @@ mod tests {
             "{head}"
         );
         assert_eq!(hex(255, &mut [0; 16]), b"FF");
-        assert_eq!(decimal(1024, &mut [0; 20]), b"1024");
     }
 }

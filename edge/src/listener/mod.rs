@@ -3,7 +3,7 @@
 //! graceful drain on shutdown. Plain-text connections start on the listener's own HTTP/1.1 path
 //! ([`http1`]), which hands them to hyper at the first request it does not answer itself.
 
-mod http1;
+pub(crate) mod http1;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -299,8 +299,11 @@ fn encode_head(request: &Request<'_>, framing: Framing, dst: &mut Vec<u8>) {
     }
     match framing {
         Framing::Length(length) if !request.headers.contains_key(CONTENT_LENGTH) => {
-            let mut digits = itoa_buffer();
-            header_line(dst, b"content-length", format_u64(length, &mut digits));
+            header_line(
+                dst,
+                b"content-length",
+                itoa::Buffer::new().format(length).as_bytes(),
+            );
         }
         Framing::Chunked => header_line(dst, b"transfer-encoding", b"chunked"),
         _ => {}
@@ -313,23 +316,6 @@ fn header_line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
     dst.extend_from_slice(b"\r\n");
-}
-
-fn itoa_buffer() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `n` in decimal, written at the end of `buffer`.
-fn format_u64(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut at = buffer.len();
-    loop {
-        at -= 1;
-        buffer[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buffer[at..];
-        }
-    }
 }
 
 /// Writes all of `bytes`; each write may wait up to `timeout` for the upstream to take data.
@@ -699,11 +685,9 @@ impl Length {
     fn and(self, value: &HeaderValue) -> Length {
         let mut length = self;
         for part in value.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            let Some(n) = crate::listener::http1::parse_length(part.trim_ascii()) else {
                 return Length::Invalid;
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            };
             length = match length {
                 Length::Absent => Length::Of(n),
                 Length::Of(l) if l == n => length,
@@ -1119,7 +1103,5 @@ mod tests {
             framing(&Method::POST, &headers, &Body::Empty),
             Framing::None
         );
-        assert_eq!(format_u64(0, &mut itoa_buffer()), b"0");
-        assert_eq!(format_u64(1024, &mut itoa_buffer()), b"1024");
     }
 }
