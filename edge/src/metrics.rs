@@ -4,7 +4,8 @@
 //! balanced target's health; request log shipping ([`LogMetrics`]). One registry per edge, so several edges in one process (tests, `tollgate dev`)
 //! keep their own.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use fnv::FnvHashMap;
@@ -15,6 +16,7 @@ use prometheus::{
 use tollgate_model::TargetHealth;
 use uuid::Uuid;
 
+use crate::router::CompiledRoute;
 use crate::served::ServedConfig;
 use crate::state::{ApplyPhase, ApplyReport};
 
@@ -38,24 +40,6 @@ const APPLY_BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
-/// Applies `apply` to the series `key` names in `cache`, resolving it first if needed.
-fn with_series<K, M>(
-    cache: &RwLock<FnvHashMap<K, M>>,
-    key: K,
-    resolve: impl FnOnce() -> M,
-    apply: impl FnOnce(&M),
-) where
-    K: Eq + std::hash::Hash,
-{
-    if let Some(series) = read(cache).get(&key) {
-        apply(series);
-        return;
-    }
-    let series = resolve();
-    apply(&series);
-    write(cache).insert(key, series);
-}
-
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -76,11 +60,14 @@ fn label(id: Option<Uuid>, buf: &mut [u8; 36]) -> &str {
 type RequestLabelIds = (Option<Uuid>, Option<Uuid>, Option<Uuid>);
 
 /// What a request turned out to be, filled in as the proxy learns it.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct RequestLabels {
     pub control_plane: Option<Uuid>,
     pub service: Option<Uuid>,
     pub route: Option<Uuid>,
+    /// The route that matched, once its service is known too: its [`RouteSeries`] hold the
+    /// request's series.
+    pub matched: Option<Arc<CompiledRoute>>,
     /// From sending the attempt that got the answer to the upstream's response head.
     pub upstream: Option<Duration>,
 }
@@ -102,10 +89,77 @@ pub struct EdgeMetrics {
 }
 
 /// One kind of request's counter, and its control plane's duration histograms.
+#[derive(Clone)]
 struct RequestSeries {
     requests: IntCounter,
     duration: Histogram,
     upstream: Histogram,
+}
+
+impl RequestSeries {
+    /// Observes a request's durations (its count is the caller's).
+    fn time(&self, total: Duration, upstream: Option<Duration>) {
+        self.duration.observe(total.as_secs_f64());
+        if let Some(upstream) = upstream {
+            self.upstream.observe(upstream.as_secs_f64());
+        }
+    }
+}
+
+/// How many statuses a route keeps the series of.
+const ROUTE_SERIES_SLOTS: usize = 4;
+
+/// A compiled route's request series for the statuses it answers with, slotted by status (a
+/// status whose slot another took is counted through [`EdgeMetrics`]' table). With thousands of
+/// routes, a request's series in the table of every route's series, and its counter in the
+/// Prometheus registry's memory, each cost a cache miss; here the series sits next to memory the
+/// request has just read, and requests are counted in the slot and added to the Prometheus
+/// counter when metrics are rendered and when the route is dropped (after its last request, when
+/// a newer snapshot replaced it). A new snapshot's routes start empty and find the same series
+/// again.
+#[derive(Default)]
+pub struct RouteSeries {
+    slots: [RouteSlot; ROUTE_SERIES_SLOTS],
+}
+
+#[derive(Default)]
+struct RouteSlot {
+    series: OnceLock<(u16, RequestSeries)>,
+    /// Requests counted here and not yet in `series`' counter.
+    pending: AtomicU64,
+}
+
+impl RouteSeries {
+    /// Adds the requests counted in the slots to their Prometheus counters.
+    pub fn fold(&self) {
+        for slot in &self.slots {
+            if let Some((_, series)) = slot.series.get() {
+                let pending = slot.pending.swap(0, Ordering::Relaxed);
+                if pending > 0 {
+                    series.requests.inc_by(pending);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RouteSeries {
+    fn drop(&mut self) {
+        self.fold();
+    }
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let statuses: Vec<u16> = self
+            .slots
+            .iter()
+            .filter_map(|slot| Some(slot.series.get()?.0))
+            .collect();
+        f.debug_struct("RouteSeries")
+            .field("statuses", &statuses)
+            .finish()
+    }
 }
 
 /// How request log shipping is doing. Clones share the same counters.
@@ -286,27 +340,50 @@ impl EdgeMetrics {
 
     /// Counts one answered request.
     pub fn observe(&self, labels: &RequestLabels, status: http::StatusCode, total: Duration) {
-        let ids = (labels.control_plane, labels.service, labels.route);
+        let code = status.as_u16();
+        if let Some(route) = &labels.matched {
+            let slot = &route.series.slots[usize::from(code) % ROUTE_SERIES_SLOTS];
+            let (slotted, series) = slot
+                .series
+                .get_or_init(|| (code, self.with_series(labels, status, RequestSeries::clone)));
+            if *slotted == code {
+                slot.pending.fetch_add(1, Ordering::Relaxed);
+                return series.time(total, labels.upstream);
+            }
+        }
+        self.with_series(labels, status, |series| {
+            series.requests.inc();
+            series.time(total, labels.upstream);
+        });
+    }
+
+    /// Applies `apply` to the series of `labels` and `status` in the table, added the first
+    /// time.
+    fn with_series<R>(
+        &self,
+        labels: &RequestLabels,
+        status: http::StatusCode,
+        apply: impl FnOnce(&RequestSeries) -> R,
+    ) -> R {
+        let key = (
+            (labels.control_plane, labels.service, labels.route),
+            status.as_u16(),
+        );
+        if let Some(series) = read(&self.request_series).get(&key) {
+            return apply(series);
+        }
         let by_control_plane = |histograms: &HistogramVec| {
             let mut buffer = [0u8; 36];
             histograms.with_label_values(&[label(labels.control_plane, &mut buffer)])
         };
-        with_series(
-            &self.request_series,
-            (ids, status.as_u16()),
-            || RequestSeries {
-                requests: self.request_counter(labels, status),
-                duration: by_control_plane(&self.duration),
-                upstream: by_control_plane(&self.upstream),
-            },
-            |series| {
-                series.requests.inc();
-                series.duration.observe(total.as_secs_f64());
-                if let Some(upstream) = labels.upstream {
-                    series.upstream.observe(upstream.as_secs_f64());
-                }
-            },
-        );
+        let series = RequestSeries {
+            requests: self.request_counter(labels, status),
+            duration: by_control_plane(&self.duration),
+            upstream: by_control_plane(&self.upstream),
+        };
+        let applied = apply(&series);
+        write(&self.request_series).insert(key, series);
+        applied
     }
 
     /// The requests counter of `labels` and `status`, looked up by its label values.
@@ -324,6 +401,11 @@ impl EdgeMetrics {
     /// The text exposition format, with the config versions and target health of `served` as
     /// they are now.
     pub fn render(&self, served: &ServedConfig) -> String {
+        for cp in served.control_planes() {
+            for route in cp.router.routes() {
+                route.series.fold();
+            }
+        }
         self.config_version.reset();
         for applied in served.applied() {
             self.config_version
@@ -349,5 +431,99 @@ impl EdgeMetrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::StatusCode;
+    use serde_json::json;
+    use tollgate_model::entity::{build, Build};
+    use tollgate_model::{Entities, Route, Service, Snapshot};
+
+    use super::*;
+    use crate::balancer::targets::TargetRegistry;
+    use crate::served::{LoadedControlPlane, ServedConfig};
+
+    /// The counter `tollgate_edge_requests_total` of `route` and `status` in `text`.
+    fn requests(text: &str, route: Uuid, status: u16) -> Option<u64> {
+        let route = format!("route=\"{route}\"");
+        let status = format!("status=\"{status}\"");
+        text.lines()
+            .filter(|line| line.starts_with("tollgate_edge_requests_total{"))
+            .find(|line| line.contains(&route) && line.contains(&status))
+            .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    /// Requests counted in a route's slots reach `/metrics` when it is rendered while the route
+    /// is served, and when the route is dropped after a swap; statuses sharing a slot, and more
+    /// statuses than slots, are counted apart and exactly.
+    #[test]
+    fn route_slots_count_every_request_exactly_once() {
+        let service: Service = build(
+            Build::Create { id: Uuid::now_v7() },
+            &json!({"url": "http://127.0.0.1:9"}),
+            1,
+        )
+        .unwrap();
+        let route: Route = build(
+            Build::Create { id: Uuid::now_v7() },
+            &json!({"paths": ["/"], "service": {"id": service.id}}),
+            1,
+        )
+        .unwrap();
+        let control_plane = Uuid::now_v7();
+        let snapshot = Snapshot::of(
+            control_plane,
+            Uuid::nil(),
+            1,
+            vec![],
+            Entities {
+                services: vec![service.clone()],
+                routes: vec![route.clone()],
+                ..Entities::default()
+            },
+        );
+        let loaded = Arc::new(LoadedControlPlane::compile(
+            &snapshot,
+            None,
+            &TargetRegistry::default(),
+        ));
+        let metrics = EdgeMetrics::new();
+        let served = ServedConfig::of(None, [loaded.clone()]);
+        let compiled = loaded.router.routes().next().unwrap().clone();
+        let labels = RequestLabels {
+            control_plane: Some(control_plane),
+            service: Some(service.id),
+            route: Some(route.id),
+            matched: Some(compiled),
+            upstream: Some(Duration::from_millis(1)),
+        };
+        // 200 and 204 share a slot (4 slots, by status); 200, 201, 502 and 503 fill all four.
+        let answered = [200, 200, 204, 201, 502, 503, 200, 404, 204];
+        for status in answered {
+            let status = StatusCode::from_u16(status).unwrap();
+            metrics.observe(&labels, status, Duration::from_millis(2));
+        }
+        let text = metrics.render(&served);
+        for (status, count) in [(200, 3), (204, 2), (201, 1), (502, 1), (503, 1), (404, 1)] {
+            assert_eq!(requests(&text, route.id, status), Some(count), "{status}");
+        }
+        // Rendering twice adds nothing.
+        let text = metrics.render(&served);
+        assert_eq!(requests(&text, route.id, 200), Some(3));
+
+        // Counted after the last render, then the route is replaced and dropped: still counted.
+        metrics.observe(&labels, StatusCode::OK, Duration::from_millis(2));
+        metrics.observe(&labels, StatusCode::OK, Duration::from_millis(2));
+        drop(labels);
+        drop(served);
+        drop(loaded);
+        let text = metrics.render(&ServedConfig::default());
+        assert_eq!(requests(&text, route.id, 200), Some(5));
+        assert!(text.contains("tollgate_edge_request_duration_seconds_count"));
     }
 }

@@ -232,6 +232,7 @@ impl Proxy {
             _ => return Err(ProxyError::NoService),
         };
         labels.service = Some(service.id);
+        labels.matched = Some(route.clone());
         // Where in `path` the stripped prefix is: the match borrows the request's head, which is
         // changed below.
         let stripped_prefix = matched

@@ -2,8 +2,13 @@
 //! rank in priority order) keyed by what a request must have for the entry to match — the exact
 //! host or a wildcard host's fixed part, then the plain path prefix. Built once per snapshot;
 //! looking candidates up hashes a few slices of the host and path and allocates nothing.
+//!
+//! With thousands of routes the lookup's cost is memory, not instructions: every table a request
+//! touches is a likely cache miss. So a request looks up its longest matching prefix once, and
+//! reaches the shorter prefixes it also matches only when they could still hold a better entry
+//! (each bucket knows the best entry among the prefixes it starts with).
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 
 /// The fixed part of a route's host pattern, as [`tollgate_model::hostname::host_matches`] reads
 /// it.
@@ -29,24 +34,50 @@ impl<'a> HostKey<'a> {
     }
 }
 
+/// What a bucket's entries are known to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Known {
+    /// The plain path prefix of this many bytes (the bucket's key): every entry in a prefix
+    /// bucket has exactly that prefix, and the request's path starts with it.
+    Prefix(usize),
+    /// Nothing about the path.
+    Nothing,
+}
+
 /// Every entry is in the buckets of each of its host patterns, or in `any_host` when it has
 /// none; inside those, under its plain path prefix, or in `rest` when its path is a regex or it
-/// has none. Buckets list entry numbers in ascending (priority) order.
+/// has none. Buckets list entry numbers in ascending (priority) order. FNV rather than the
+/// standard library's SipHash: keys are short and come from the snapshot, not the request.
 #[derive(Debug, Default)]
 pub(super) struct RouteIndex {
-    exact_hosts: HashMap<Box<str>, Buckets>,
-    host_suffixes: HashMap<Box<str>, Buckets>,
-    host_prefixes: HashMap<Box<str>, Buckets>,
+    exact_hosts: FnvHashMap<Box<str>, Buckets>,
+    host_suffixes: FnvHashMap<Box<str>, Buckets>,
+    host_prefixes: FnvHashMap<Box<str>, Buckets>,
     any_host: Buckets,
 }
 
 #[derive(Debug, Default)]
 struct Buckets {
-    by_prefix: HashMap<Box<str>, Vec<u32>>,
-    /// The distinct lengths of `by_prefix`'s keys, longest first: longer prefixes usually rank
-    /// higher, so looking at them first finds the winner early and cuts the other scans short.
+    by_prefix: FnvHashMap<Box<str>, PrefixBucket>,
+    /// The distinct lengths of `by_prefix`'s keys, longest first: the first that finds a bucket
+    /// finds the request's longest matching prefix.
     prefix_lengths: Vec<usize>,
     rest: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct PrefixBucket {
+    /// The best entry (the lowest number) with this prefix, kept here so that the common bucket
+    /// of one entry is read without another memory access.
+    first: u32,
+    /// The bucket's other entries, ascending.
+    more: Vec<u32>,
+    /// The length of the longest other key this key starts with (`None` for none): the next
+    /// shorter prefix a request matching this one also matches.
+    parent_len: Option<usize>,
+    /// The best entry among the buckets of every shorter prefix this key starts with
+    /// (`u32::MAX` for none): once a match ranks better, the shorter prefixes are not looked at.
+    ancestors_first: u32,
 }
 
 impl RouteIndex {
@@ -78,14 +109,20 @@ impl RouteIndex {
         self.any_host.finish();
     }
 
-    /// Calls `scan` with every bucket that may hold an entry matching `host` (lowercase, no
-    /// port) and `path`. Together the buckets hold every entry that can match.
-    pub(super) fn candidates<'a>(
-        &'a self,
+    /// Calls `scan` with the entries that may match `host` (lowercase, no port) and `path`, a
+    /// bucket at a time, with what the bucket's entries are known to match. `scan` answers the
+    /// best entry matched so far (`u32::MAX` for none); buckets that cannot hold a better one
+    /// may be left out.
+    pub(super) fn candidates(
+        &self,
         host: &str,
         path: &str,
-        mut scan: impl FnMut(&'a [u32]),
+        scan: impl FnMut(&[u32], Known) -> u32,
     ) {
+        let mut scan = Scan {
+            scan,
+            best: u32::MAX,
+        };
         if let Some(buckets) = self.exact_hosts.get(host) {
             buckets.candidates(path, &mut scan);
         }
@@ -110,30 +147,82 @@ impl RouteIndex {
 
 impl Buckets {
     fn add(&mut self, entry: u32, prefix: Option<&str>) {
-        let bucket = match prefix {
-            Some(prefix) => self.by_prefix.entry(prefix.into()).or_default(),
-            None => &mut self.rest,
+        let Some(prefix) = prefix else {
+            // A route with two host patterns sharing a key files the same entry twice in a row.
+            if self.rest.last() != Some(&entry) {
+                self.rest.push(entry);
+            }
+            return;
         };
-        // A route with two host patterns sharing a key files the same entry twice in a row.
-        if bucket.last() != Some(&entry) {
-            bucket.push(entry);
+        match self.by_prefix.get_mut(prefix) {
+            Some(bucket) => {
+                if bucket.first != entry && bucket.more.last() != Some(&entry) {
+                    bucket.more.push(entry);
+                }
+            }
+            None => {
+                let bucket = PrefixBucket {
+                    first: entry,
+                    more: Vec::new(),
+                    parent_len: None,
+                    ancestors_first: u32::MAX,
+                };
+                self.by_prefix.insert(prefix.into(), bucket);
+            }
         }
     }
 
     fn finish(&mut self) {
-        self.prefix_lengths = self.by_prefix.keys().map(|k| k.len()).collect();
-        self.prefix_lengths.sort_unstable_by(|a, b| b.cmp(a));
-        self.prefix_lengths.dedup();
-    }
+        let mut lengths: Vec<usize> = self.by_prefix.keys().map(|k| k.len()).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        self.prefix_lengths = lengths;
 
-    fn candidates<'a>(&'a self, path: &str, scan: &mut impl FnMut(&'a [u32])) {
-        for &len in &self.prefix_lengths {
-            if let Some(bucket) = path.get(..len).and_then(|key| self.by_prefix.get(key)) {
-                scan(bucket);
+        // Shortest keys first, so that a key's parent is complete before the key.
+        let mut keys: Vec<Box<str>> = self.by_prefix.keys().cloned().collect();
+        keys.sort_unstable_by_key(|k| k.len());
+        for key in keys {
+            let parent = self
+                .prefix_lengths
+                .iter()
+                .filter(|&&len| len < key.len())
+                .find_map(|&len| {
+                    let bucket = self.by_prefix.get(key.get(..len)?)?;
+                    Some((len, bucket.first.min(bucket.ancestors_first)))
+                });
+            if let (Some(bucket), Some((len, first))) = (self.by_prefix.get_mut(&key), parent) {
+                bucket.parent_len = Some(len);
+                bucket.ancestors_first = first;
             }
         }
-        if !self.rest.is_empty() {
-            scan(&self.rest);
+    }
+
+    fn candidates<F: FnMut(&[u32], Known) -> u32>(&self, path: &str, scan: &mut Scan<F>) {
+        let bucket_of = |len: usize| Some((len, self.by_prefix.get(path.get(..len)?)?));
+        let mut next = self.prefix_lengths.iter().find_map(|&len| bucket_of(len));
+        while let Some((len, bucket)) = next {
+            scan.bucket(std::slice::from_ref(&bucket.first), Known::Prefix(len));
+            scan.bucket(&bucket.more, Known::Prefix(len));
+            if scan.best <= bucket.ancestors_first {
+                break;
+            }
+            next = bucket.parent_len.and_then(bucket_of);
+        }
+        scan.bucket(&self.rest, Known::Nothing);
+    }
+}
+
+/// The caller's scan, and the best entry it has matched so far.
+struct Scan<F> {
+    scan: F,
+    best: u32,
+}
+
+impl<F: FnMut(&[u32], Known) -> u32> Scan<F> {
+    /// Scans `entries` (ascending) unless none of them can beat the best match.
+    fn bucket(&mut self, entries: &[u32], known: Known) {
+        if entries.first().is_some_and(|&first| first < self.best) {
+            self.best = (self.scan)(entries, known);
         }
     }
 }

@@ -58,7 +58,8 @@ use tollgate_model::service::is_tls_protocol;
 use tollgate_model::{Route, Service};
 use uuid::Uuid;
 
-use index::{HostKey, RouteIndex};
+use crate::metrics::RouteSeries;
+use index::{HostKey, Known, RouteIndex};
 pub use paths::{normalize_path, upstream_path, PathHandling};
 
 /// The scheme a request arrived with.
@@ -100,27 +101,32 @@ pub struct RequestFacts<'a> {
     pub sni: Option<&'a str>,
 }
 
-/// A route as the proxy needs it after matching.
+/// A route as the proxy needs it after matching. Laid out in this order (`repr(C)`) so that what
+/// every proxied request reads — the service, upstream, id, path flags and the first series slots
+/// — shares the first cache lines; with thousands of routes each line is a likely miss.
 #[derive(Debug)]
+#[repr(C)]
 pub struct CompiledRoute {
-    pub id: Uuid,
-    pub name: Option<String>,
     /// `None` when the route has no service or its service is not in the snapshot.
     pub service: Option<Arc<Service>>,
-    /// Where the service is reached, worked out once; `None` without a service, or when its host
-    /// and port make no URI authority.
-    pub upstream: Option<UpstreamAddress>,
+    /// Where the service is reached, worked out once per service; `None` without a service, or
+    /// when its host and port make no URI authority.
+    pub upstream: Option<Arc<UpstreamAddress>>,
+    pub id: Uuid,
+    pub https_redirect_status_code: u16,
     pub strip_path: bool,
     pub preserve_host: bool,
     pub path_handling: PathHandling,
-    pub https_redirect_status_code: u16,
+    accepts_http: bool,
+    accepts_https: bool,
+    /// Where the edge counts this route's requests.
+    pub series: RouteSeries,
+    pub name: Option<String>,
     hosts: Vec<HostPattern>,
     methods: Vec<Method>,
     headers: Vec<HeaderRule>,
     /// Lowercase, without a trailing dot; exact or wildcard.
     snis: Vec<String>,
-    accepts_http: bool,
-    accepts_https: bool,
 }
 
 /// A service's scheme and authority for the upstream URI, and the `Host` it is sent (`None` when
@@ -181,6 +187,34 @@ enum PathPattern {
 struct Entry {
     route: Arc<CompiledRoute>,
     path: Option<PathPattern>,
+    /// Whether the route has hosts, methods, snis or headers to check.
+    conditions: bool,
+    /// The route's, copied here so that ruling out a route over plain HTTP reads only this.
+    accepts_http: bool,
+    accepts_https: bool,
+}
+
+impl Entry {
+    fn new(route: Arc<CompiledRoute>, path: Option<PathPattern>) -> Entry {
+        let conditions = !(route.hosts.is_empty()
+            && route.methods.is_empty()
+            && route.snis.is_empty()
+            && route.headers.is_empty());
+        Entry {
+            accepts_http: route.accepts_http,
+            accepts_https: route.accepts_https,
+            route,
+            path,
+            conditions,
+        }
+    }
+
+    fn accepts(&self, scheme: Scheme) -> bool {
+        match scheme {
+            Scheme::Http => self.accepts_http,
+            Scheme::Https => self.accepts_https,
+        }
+    }
 }
 
 /// The outcome of matching one request.
@@ -292,9 +326,14 @@ impl Router {
         previous: Option<&Router>,
     ) -> Router {
         let regexes = previous.map(CompiledRegexes::of).unwrap_or_default();
-        let services: HashMap<Uuid, Arc<Service>> = services
+        // Worked out once per service and shared by its routes: a request then reads the same
+        // memory whatever route it took.
+        let services: HashMap<Uuid, ServiceTarget> = services
             .iter()
-            .map(|s| (s.id, Arc::new(s.clone())))
+            .map(|s| {
+                let upstream = UpstreamAddress::of(s).map(Arc::new);
+                (s.id, (Arc::new(s.clone()), upstream))
+            })
             .collect();
         let mut ranked = Vec::new();
         for route in routes {
@@ -308,11 +347,7 @@ impl Router {
             let rank = RouteRank::of(route);
             let paths = route.paths.as_deref().unwrap_or_default();
             if paths.is_empty() {
-                let entry = Entry {
-                    route: compiled,
-                    path: None,
-                };
-                ranked.push((rank.key(route, None), entry));
+                ranked.push((rank.key(route, None), Entry::new(compiled, None)));
                 continue;
             }
             for raw in paths {
@@ -320,11 +355,7 @@ impl Router {
                     continue;
                 };
                 let key = rank.key(route, Some(&path));
-                let entry = Entry {
-                    route: compiled.clone(),
-                    path: Some(path),
-                };
-                ranked.push((key, entry));
+                ranked.push((key, Entry::new(compiled.clone(), Some(path))));
             }
         }
         ranked.sort_by(|(a, _), (b, _)| a.cmp(b));
@@ -349,13 +380,24 @@ impl Router {
         self.entries.is_empty()
     }
 
+    /// Every route, once for each of its paths.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<CompiledRoute>> {
+        self.entries.iter().map(|entry| &entry.route)
+    }
+
     /// Finds the route for a request: the first entry in priority order that matches it, looking
     /// only at the index buckets the request's host and path lead to.
     pub fn find<'r, 'p>(&'r self, request: &RequestFacts<'p>) -> Routed<'r, 'p> {
         let mut best = Best::NONE;
         self.index
-            .candidates(request.host, request.path, |bucket: &[u32]| {
-                self.scan(bucket.iter().map(|&n| n as usize), request, &mut best);
+            .candidates(request.host, request.path, |bucket: &[u32], known| {
+                self.scan(
+                    bucket.iter().map(|&n| n as usize),
+                    known,
+                    request,
+                    &mut best,
+                );
+                u32::try_from(best.matched).unwrap_or(u32::MAX)
             });
         self.outcome(&best, request)
     }
@@ -364,15 +406,16 @@ impl Router {
     /// must agree with, for tests and the fuzz target.
     pub fn find_linear<'r, 'p>(&'r self, request: &RequestFacts<'p>) -> Routed<'r, 'p> {
         let mut best = Best::NONE;
-        self.scan(0..self.entries.len(), request, &mut best);
+        self.scan(0..self.entries.len(), Known::Nothing, request, &mut best);
         self.outcome(&best, request)
     }
 
     /// Tries entries given in ascending order, stopping at the first full match or once they
-    /// cannot beat the best one found so far.
+    /// cannot beat the best one found so far. `known` is what the entries are known to match.
     fn scan(
         &self,
         numbers: impl Iterator<Item = usize>,
+        known: Known,
         request: &RequestFacts<'_>,
         best: &mut Best,
     ) {
@@ -381,10 +424,10 @@ impl Router {
                 return;
             }
             let entry = &self.entries[number];
-            let Some(matched_len) = entry.matches(request) else {
+            let Some(matched_len) = entry.matches(request, known) else {
                 continue;
             };
-            if entry.route.accepts(request.scheme) {
+            if entry.accepts(request.scheme) {
                 best.matched = number;
                 best.matched_len = matched_len;
                 return;
@@ -416,33 +459,28 @@ impl Router {
 
 impl Entry {
     /// `None` when the entry does not match (scheme aside); otherwise how many bytes of the path
-    /// its path matched, if it has one.
-    fn matches(&self, request: &RequestFacts<'_>) -> Option<Option<usize>> {
-        let route = &self.route;
-        if !route.matches_host(request)
-            || !route.matches_method(request.method)
-            || !route.matches_sni(request)
-        {
-            return None;
-        }
-        let matched_len = match &self.path {
-            None => None,
-            Some(pattern) => Some(pattern.match_len(request.path)?),
+    /// its path matched, if it has one. `known` is what the index already established. A route
+    /// with no hosts, methods, snis or headers matched by a known prefix is not looked at: with
+    /// thousands of routes, reading it would be a cache miss per candidate.
+    fn matches(&self, request: &RequestFacts<'_>, known: Known) -> Option<Option<usize>> {
+        let matched_len = match (&self.path, known) {
+            (_, Known::Prefix(len)) => Some(len),
+            (None, Known::Nothing) => None,
+            (Some(pattern), Known::Nothing) => Some(pattern.match_len(request.path)?),
         };
-        route
-            .matches_headers(request.headers)
-            .then_some(matched_len)
+        if !self.conditions {
+            return Some(matched_len);
+        }
+        let route = &self.route;
+        (route.matches_host(request)
+            && route.matches_method(request.method)
+            && route.matches_sni(request)
+            && route.matches_headers(request.headers))
+        .then_some(matched_len)
     }
 }
 
 impl CompiledRoute {
-    fn accepts(&self, scheme: Scheme) -> bool {
-        match scheme {
-            Scheme::Http => self.accepts_http,
-            Scheme::Https => self.accepts_https,
-        }
-    }
-
     fn matches_host(&self, request: &RequestFacts<'_>) -> bool {
         if self.hosts.is_empty() {
             return true;
@@ -499,9 +537,12 @@ impl PathPattern {
 /// Fails on a host, method or header name that cannot be matched as written; the control plane
 /// validates routes, so only a bug gets there, and dropping the rule instead would make the route
 /// match more than it says.
+/// A service, and where it is reached.
+type ServiceTarget = (Arc<Service>, Option<Arc<UpstreamAddress>>);
+
 fn compile_route(
     route: &Route,
-    services: &HashMap<Uuid, Arc<Service>>,
+    services: &HashMap<Uuid, ServiceTarget>,
     regexes: &CompiledRegexes<'_>,
 ) -> Result<CompiledRoute, String> {
     let hosts = route
@@ -551,16 +592,20 @@ fn compile_route(
             }
         })
         .collect();
-    let service = route.service.and_then(|fk| services.get(&fk.id).cloned());
+    let (service, upstream) = route
+        .service
+        .and_then(|fk| services.get(&fk.id).cloned())
+        .unzip();
     Ok(CompiledRoute {
         id: route.id,
         name: route.name.clone(),
-        upstream: service.as_deref().and_then(UpstreamAddress::of),
+        upstream: upstream.flatten(),
         service,
         strip_path: route.strip_path,
         preserve_host: route.preserve_host,
         path_handling: PathHandling::parse(&route.path_handling),
         https_redirect_status_code: u16::try_from(route.https_redirect_status_code).unwrap_or(426),
+        series: RouteSeries::default(),
         hosts,
         methods,
         headers,

@@ -10,8 +10,8 @@
 //! target/release/edge_bench config --upstream 127.0.0.1:9100   # the plain scenario's config
 //! ```
 //!
-//! `config` publishes the `plain` scenario's snapshot (one `/` route to `--upstream`) on NATS
-//! under a fresh prefix and prints the `tollgate edge` command line that serves it, for running
+//! `config` publishes the `plain` scenario's snapshot (one `/` route to `--upstream`, or with
+//! `--routes 10000` the `routes` scenario's `/r0` … `/r9999`) on NATS under a fresh prefix and prints the `tollgate edge` command line that serves it, for running
 //! the edge by hand under a profiler (see DEVELOPERS.md).
 //!
 //! Needs NATS on 127.0.0.1:4222 (or `--nats-url`) and Debian's nginx and haproxy packages.
@@ -114,18 +114,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(options))
 }
 
-/// `config --upstream ADDR [--nats-url URL] [--request-logs on|off]`: publishes the plain
-/// scenario's snapshot and prints how to start an edge serving it.
+/// `config --upstream ADDR [--nats-url URL] [--request-logs on|off] [--routes N]`: publishes the
+/// plain (or, with `--routes`, the routes) scenario's snapshot and prints how to start an edge
+/// serving it.
 async fn print_config(args: Vec<String>) -> anyhow::Result<()> {
     let mut upstream: Option<std::net::SocketAddr> = None;
     let mut nats_url = "nats://127.0.0.1:4222".to_string();
     let mut request_logs = "off".to_string();
+    let mut routes = 1;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--upstream" => upstream = Some(args.next().context("--upstream ADDR")?.parse()?),
             "--nats-url" => nats_url = args.next().context("--nats-url URL")?,
             "--request-logs" => request_logs = args.next().context("--request-logs on|off")?,
+            "--routes" => routes = args.next().context("--routes N")?.parse()?,
             other => bail!("config: unknown argument '{other}'"),
         }
     }
@@ -138,7 +141,7 @@ async fn print_config(args: Vec<String>) -> anyhow::Result<()> {
         bus: Arc::new(bus),
         control_plane: Uuid::now_v7(),
         service: service(&format!("http://{upstream}")),
-        routes: route_set(1),
+        routes: route_set(routes),
         certificate: None,
         version: 0,
         first_applied_in: Duration::ZERO,
