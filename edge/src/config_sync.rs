@@ -161,7 +161,7 @@ impl ConfigSync {
         }
         let mut report = ApplyReport::new(id, head.version);
         match self.fetch(&head, &mut report).await {
-            Ok(snapshot) => self.apply(snapshot, report, started, lkg).await,
+            Ok((snapshot, encoded)) => self.apply(snapshot, encoded, report, started, lkg).await,
             Err(reason) => {
                 let delay = retry_delay(attempts);
                 tracing::warn!(control_plane = %id, version = head.version, %reason, retry_in = ?delay, "snapshot not applied yet");
@@ -182,7 +182,7 @@ impl ConfigSync {
         &self,
         head: &SnapshotHead,
         report: &mut ApplyReport,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<(Snapshot, Option<Vec<u8>>), String> {
         let fetching = Instant::now();
         let body = self
             .bus
@@ -191,7 +191,7 @@ impl ConfigSync {
             .map_err(|e| e.to_string())?
             .ok_or("no body published")?;
         report.set(ApplyPhase::Fetch, fetching.elapsed());
-        let (snapshot, decode, verify) =
+        let (snapshot, encoded, decode, verify) =
             tokio::task::spawn_blocking(move || decode_and_verify(body))
                 .await
                 .map_err(|e| e.to_string())??;
@@ -209,12 +209,15 @@ impl ConfigSync {
                 snapshot.version
             ));
         }
-        Ok(snapshot)
+        Ok((snapshot, encoded))
     }
 
+    /// Compiles and swaps in `snapshot`; `encoded` is the body it came in, when that is a
+    /// faithful encoding, for the last-known-good store to write as it is.
     async fn apply(
         &self,
         snapshot: Snapshot,
+        encoded: Option<Vec<u8>>,
         mut report: ApplyReport,
         started: Instant,
         lkg: &LkgWriter,
@@ -273,7 +276,7 @@ impl ConfigSync {
             "applied config"
         );
         self.state.record_apply(report);
-        lkg.store(snapshot);
+        lkg.store(snapshot, encoded);
     }
 
     fn remove(&self, id: Uuid, lkg: &LkgWriter) {
@@ -287,11 +290,15 @@ impl ConfigSync {
     }
 }
 
+/// A snapshot, the body it came in when its bytes were confirmed as they are (so they can be
+/// stored again without encoding the snapshot anew), and how long decoding and verifying took.
+type Decoded = (Snapshot, Option<Vec<u8>>, Duration, Duration);
+
 /// Parses a body (when the bus did not) and checks it against its hash; returns how long each
 /// took. An encoded body's hash is checked on its bytes on a second thread while this one
 /// decodes it, so checking costs no time unless the body is laid out unusually. Slow for big
 /// snapshots: call it off the request threads.
-fn decode_and_verify(body: SnapshotBody) -> Result<(Snapshot, Duration, Duration), String> {
+fn decode_and_verify(body: SnapshotBody) -> Result<Decoded, String> {
     let bytes = match body {
         SnapshotBody::Encoded(bytes) => bytes,
         SnapshotBody::Decoded(snapshot) => {
@@ -299,7 +306,7 @@ fn decode_and_verify(body: SnapshotBody) -> Result<(Snapshot, Duration, Duration
             if !snapshot.verify() {
                 return Err("body does not match its hash".into());
             }
-            return Ok((*snapshot, Duration::ZERO, verifying.elapsed()));
+            return Ok((*snapshot, None, Duration::ZERO, verifying.elapsed()));
         }
     };
     let (decoded, (encoded_hash, hashing)) = std::thread::scope(|scope| {
@@ -314,18 +321,18 @@ fn decode_and_verify(body: SnapshotBody) -> Result<(Snapshot, Duration, Duration
         (decoded, hashing.join().unwrap_or((None, Duration::ZERO)))
     });
     let (snapshot, decode) = decoded.map_err(|e| format!("undecodable body: {e}"))?;
-    drop(bytes);
     let confirmed = encoded_hash.is_some_and(|hash| {
         hash == snapshot.hash && snapshot.format == tollgate_model::snapshot::SNAPSHOT_FORMAT
     });
     if confirmed {
-        return Ok((snapshot, decode, hashing));
+        return Ok((snapshot, Some(bytes), decode, hashing));
     }
+    drop(bytes);
     let verifying = std::time::Instant::now();
     if !snapshot.verify() {
         return Err("body does not match its hash".into());
     }
-    Ok((snapshot, decode, hashing + verifying.elapsed()))
+    Ok((snapshot, None, decode, hashing + verifying.elapsed()))
 }
 
 /// Drops a replaced config on a blocking thread: freeing a big router's every piece takes
@@ -341,7 +348,8 @@ fn millis(d: Duration) -> f64 {
 
 /// A change to the last-known-good store.
 enum LkgChange {
-    Store(Arc<Snapshot>),
+    /// The snapshot, and the body it came in when that can be written as it is.
+    Store(Arc<Snapshot>, Option<Vec<u8>>),
     Remove,
 }
 
@@ -373,7 +381,9 @@ impl LkgWriter {
                     };
                     let lkg = lkg.clone();
                     let written = tokio::task::spawn_blocking(move || match change {
-                        LkgChange::Store(snapshot) => lkg.store(&snapshot).map(|()| "store"),
+                        LkgChange::Store(snapshot, encoded) => {
+                            lkg.store(&snapshot, encoded.as_deref()).map(|()| "store")
+                        }
                         LkgChange::Remove => lkg.remove(id).map(|()| "delete"),
                     })
                     .await;
@@ -389,10 +399,9 @@ impl LkgWriter {
         LkgWriter { changes, task }
     }
 
-    fn store(&self, snapshot: Arc<Snapshot>) {
-        let _ = self
-            .changes
-            .send((snapshot.control_plane_id, LkgChange::Store(snapshot)));
+    fn store(&self, snapshot: Arc<Snapshot>, encoded: Option<Vec<u8>>) {
+        let id = snapshot.control_plane_id;
+        let _ = self.changes.send((id, LkgChange::Store(snapshot, encoded)));
     }
 
     fn remove(&self, id: Uuid) {
@@ -478,13 +487,17 @@ mod tests {
     fn encoded_bodies_are_decoded_and_checked_against_their_hash() {
         let snapshot = snapshot_of(&["/a", "/b"]);
         let body = serde_json::to_vec(&snapshot).unwrap();
-        let (decoded, _, _) = decode_and_verify(SnapshotBody::Encoded(body.clone())).unwrap();
+        let (decoded, kept, _, _) = decode_and_verify(SnapshotBody::Encoded(body.clone())).unwrap();
         assert_eq!(decoded, snapshot);
+        // Confirmed on its bytes: kept, for the last-known-good store to write as it is.
+        assert_eq!(kept.as_deref(), Some(body.as_slice()));
 
-        // Another layout of the same content still verifies, by encoding it again.
+        // Another layout of the same content still verifies, by encoding it again, and is not
+        // kept: only the publisher's own encoding is confirmed byte for byte.
         let pretty = serde_json::to_vec_pretty(&snapshot).unwrap();
-        let (decoded, _, _) = decode_and_verify(SnapshotBody::Encoded(pretty)).unwrap();
+        let (decoded, kept, _, _) = decode_and_verify(SnapshotBody::Encoded(pretty)).unwrap();
         assert_eq!(decoded, snapshot);
+        assert!(kept.is_none());
 
         // Content that is not what was hashed does not, in either layout.
         let edited = String::from_utf8(body).unwrap().replace("\"/b\"", "\"/c\"");

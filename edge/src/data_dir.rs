@@ -73,9 +73,17 @@ impl LastKnownGood {
         Ok(snapshots)
     }
 
-    pub fn store(&self, snapshot: &Snapshot) -> io::Result<()> {
-        let body = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
-        write_atomically(&self.path_of(snapshot.control_plane_id), &body)
+    /// Writes `snapshot`; `encoded` is its JSON as it arrived, when the caller has it and has
+    /// checked it against the snapshot's hash: written as it is, it saves encoding MiBs again.
+    pub fn store(&self, snapshot: &Snapshot, encoded: Option<&[u8]>) -> io::Result<()> {
+        let path = self.path_of(snapshot.control_plane_id);
+        match encoded {
+            Some(body) => write_atomically(&path, body),
+            None => {
+                let body = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
+                write_atomically(&path, &body)
+            }
+        }
     }
 
     pub fn remove(&self, id: Uuid) -> io::Result<()> {
@@ -142,10 +150,24 @@ mod tests {
             vec![],
             vec![],
         );
-        lkg.store(&good).unwrap();
+        lkg.store(&good, None).unwrap();
         let mut torn = Snapshot::compile(Uuid::now_v7(), Uuid::now_v7(), 1, vec![], vec![], vec![]);
         torn.hostnames.push("edited.test".into());
-        lkg.store(&torn).unwrap();
+        lkg.store(&torn, None).unwrap();
+        // A body as it arrived is written as it is, and loads back as the snapshot.
+        let arrived = Snapshot::compile(Uuid::now_v7(), Uuid::now_v7(), 2, vec![], vec![], vec![]);
+        let body = serde_json::to_vec_pretty(&arrived).unwrap();
+        lkg.store(&arrived, Some(&body)).unwrap();
+        let path = dir
+            .path()
+            .join("snapshots")
+            .join(format!("{}.json", arrived.control_plane_id));
+        assert_eq!(fs::read(&path).unwrap(), body);
+        assert_eq!(
+            lkg.load_all(Some(arrived.control_plane_id)).unwrap(),
+            vec![arrived.clone()]
+        );
+        lkg.remove(arrived.control_plane_id).unwrap();
         fs::write(
             dir.path()
                 .join("snapshots")
