@@ -824,3 +824,70 @@ async fn heartbeats_report_target_health() {
     .expect("a heartbeat with the targets' health");
     setup.edge.shutdown().await;
 }
+
+/// A target whose name does not resolve is Kong's `DNS_ERROR`: the failed attempt answers 503
+/// with Kong's message, the target is then left out of rotation (with no retries configured,
+/// every later request still succeeds), and `/metrics` and heartbeats report it.
+#[tokio::test]
+async fn a_target_whose_name_does_not_resolve_is_dns_error_and_left_out() {
+    let b = Backend::start("b").await;
+    let unresolvable = "no-such-target.invalid:80";
+    let up = upstream_entity(json!({"name": "dns.internal"}));
+    let targets = vec![
+        target_entity(&up, unresolvable, 100),
+        target_entity(&up, &b.target(), 100),
+    ];
+    let (svc, route) = balanced_service("dns.internal", "/", json!({"retries": 0}));
+    let cp = Uuid::now_v7();
+    let setup = serve_dedicated(balanced_snapshot(
+        cp,
+        1,
+        vec![svc],
+        vec![route],
+        vec![up.clone()],
+        targets,
+    ))
+    .await;
+    let mut heartbeats = setup.bus.heartbeats().await.unwrap();
+
+    // The unresolvable target is first in rotation.
+    let failed = get(&setup.edge, "d.test", "/").await;
+    assert_eq!(failed.status, 503, "{:?}", failed.body);
+    assert_eq!(failed.body["message"], "name resolution failed");
+    assert_eq!(
+        ids(&setup.edge, "/", 20).await,
+        counts(&[("b", 20)]),
+        "after a failed resolution the target is out of rotation"
+    );
+
+    let text = metrics_text(&setup.edge).await;
+    assert_eq!(
+        health_gauge(&text, "dns.internal", unresolvable, "dns_error"),
+        Some(1)
+    );
+    assert_eq!(
+        health_gauge(&text, "dns.internal", &b.target(), "healthchecks_off"),
+        Some(1)
+    );
+    let expected: HashSet<(String, TargetHealth)> = HashSet::from([
+        (unresolvable.to_string(), TargetHealth::DnsError),
+        (b.target(), TargetHealth::HealthchecksOff),
+    ]);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let beat = heartbeats.next().await.unwrap();
+            let reported: HashSet<(String, TargetHealth)> = beat
+                .target_health
+                .iter()
+                .filter(|r| r.control_plane_id == cp && r.upstream_id == up.id)
+                .map(|r| (r.target.clone(), r.health))
+                .collect();
+            if reported == expected {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat reporting DNS_ERROR");
+    setup.edge.shutdown().await;
+}

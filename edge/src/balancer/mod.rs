@@ -181,6 +181,7 @@ impl UpstreamBalancer {
     /// A target's health as Kong reports it.
     pub fn health(&self, index: usize) -> TargetHealth {
         match (&self.checks, self.targets.get(index)) {
+            (_, Some(target)) if target.state.dns_error() => TargetHealth::DnsError,
             (None, _) => TargetHealth::HealthchecksOff,
             (Some(_), Some(target)) if target.state.is_healthy() => TargetHealth::Healthy,
             (Some(_), _) => TargetHealth::Unhealthy,
@@ -200,12 +201,17 @@ impl UpstreamBalancer {
     }
 
     /// The target for the next attempt: healthy, and not one of `tried` unless all healthy ones
-    /// were. `None` when no target may be used.
+    /// were. `None` when no target may be used. A target whose name did not resolve counts as
+    /// unhealthy until it is due to be tried again.
     pub fn pick(&self, hash: Option<&HashPoint>, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
         let healthy: Vec<bool> = self
             .targets
             .iter()
-            .map(|t| self.checks.is_none() || t.state.is_healthy())
+            .map(|t| {
+                (self.checks.is_none() || t.state.is_healthy())
+                    && !t.state.resolving_failed_recently(now)
+            })
             .collect();
         if let Some(checks) = &self.checks {
             let weight = |only_healthy: bool| -> f64 {

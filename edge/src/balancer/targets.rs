@@ -16,6 +16,10 @@ use crate::health::{HealthCounters, Outcome, Thresholds};
 /// slow a while ago gets tried again.
 const LATENCY_DECAY: Duration = Duration::from_secs(10);
 
+/// How long a target whose name did not resolve is left out before it is tried again: Kong's
+/// `dns_not_found_ttl` default.
+pub const DNS_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetKey {
     pub control_plane: Uuid,
@@ -31,6 +35,10 @@ pub struct TargetState {
     health: Mutex<HealthCounters>,
     /// Mirrors `health`, so picking a target takes no lock.
     healthy: AtomicBool,
+    /// When the target's name last failed to resolve, while it has not resolved since.
+    dns_failed: Mutex<Option<Instant>>,
+    /// Mirrors `dns_failed.is_some()`, so a request to a target that resolves takes no lock.
+    dns_error: AtomicBool,
 }
 
 impl Default for TargetState {
@@ -40,6 +48,8 @@ impl Default for TargetState {
             latency: Mutex::new(None),
             health: Mutex::new(HealthCounters::default()),
             healthy: AtomicBool::new(true),
+            dns_failed: Mutex::new(None),
+            dns_error: AtomicBool::new(false),
         }
     }
 }
@@ -88,6 +98,30 @@ impl TargetState {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether the target's name failed to resolve the last time it was tried (Kong's
+    /// `DNS_ERROR`).
+    pub fn dns_error(&self) -> bool {
+        self.dns_error.load(Ordering::Relaxed)
+    }
+
+    /// Whether the target is left out for now because its name did not resolve: for
+    /// [`DNS_RETRY_AFTER`] after each failure.
+    pub fn resolving_failed_recently(&self, now: Instant) -> bool {
+        self.dns_error()
+            && lock(&self.dns_failed)
+                .is_some_and(|at| now.saturating_duration_since(at) < DNS_RETRY_AFTER)
+    }
+
+    /// Counts whether the target's name resolved on an attempt to reach it.
+    pub fn record_resolution(&self, resolved: bool) {
+        if resolved && !self.dns_error() {
+            return;
+        }
+        let mut failed = lock(&self.dns_failed);
+        *failed = (!resolved).then(Instant::now);
+        self.dns_error.store(!resolved, Ordering::Relaxed);
     }
 
     /// Counts a probe's or a request's outcome; returns the new health when it changed.
@@ -159,6 +193,22 @@ mod tests {
             upstream: Uuid::nil(),
             target: target.into(),
         }
+    }
+
+    #[test]
+    fn a_name_that_did_not_resolve_is_left_out_for_a_while_then_tried_again() {
+        let state = TargetState::default();
+        let now = Instant::now();
+        assert!(!state.dns_error() && !state.resolving_failed_recently(now));
+        state.record_resolution(false);
+        assert!(state.dns_error());
+        assert!(state.resolving_failed_recently(Instant::now()));
+        // Once the wait is over it may be tried again, and stays DNS_ERROR until it resolves.
+        let later = Instant::now() + DNS_RETRY_AFTER;
+        assert!(!state.resolving_failed_recently(later));
+        assert!(state.dns_error());
+        state.record_resolution(true);
+        assert!(!state.dns_error() && !state.resolving_failed_recently(Instant::now()));
     }
 
     #[test]

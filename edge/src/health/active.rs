@@ -196,12 +196,20 @@ impl Probe {
     /// What probing target `index` says; `None` when its status is in neither list.
     async fn run(&self, balancer: &UpstreamBalancer, index: usize) -> Option<Outcome> {
         let target = balancer.targets().get(index)?;
+        let resolved = |resolved: bool| target.state.record_resolution(resolved);
         let Some(http) = &self.http else {
             let connect = TcpStream::connect((target.host.as_str(), target.port));
             return match tokio::time::timeout(self.timeout, connect).await {
-                Ok(Ok(_)) => Some(Outcome::Success),
+                Ok(Ok(_)) => {
+                    resolved(true);
+                    Some(Outcome::Success)
+                }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => Some(Outcome::Timeout),
-                Ok(Err(_)) => Some(Outcome::TcpFailure),
+                Ok(Err(e)) => {
+                    // What tokio's resolver says when the name does not resolve.
+                    resolved(!e.to_string().contains("failed to lookup address"));
+                    Some(Outcome::TcpFailure)
+                }
                 Err(_) => Some(Outcome::Timeout),
             };
         };
@@ -212,10 +220,16 @@ impl Probe {
             request.headers_mut().insert(HOST, host);
         }
         match tokio::time::timeout(self.timeout, http.client.request(request)).await {
-            Ok(Ok(response)) => balancer.active_outcome(response.status().as_u16()),
+            Ok(Ok(response)) => {
+                resolved(true);
+                balancer.active_outcome(response.status().as_u16())
+            }
             Ok(Err(e)) => {
                 let cause = error_chain(&e);
                 tracing::trace!(target = %target.name, %cause, "probe failed");
+                if !timed_out(&e) {
+                    resolved(!cause.contains("dns error"));
+                }
                 Some(if timed_out(&e) {
                     Outcome::Timeout
                 } else {

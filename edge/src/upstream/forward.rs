@@ -103,6 +103,16 @@ impl AttemptError {
         )
     }
 
+    /// Whether the target's name resolved, when the failure tells.
+    fn resolved(&self) -> Option<bool> {
+        match self {
+            AttemptError::NameResolution(_) => Some(false),
+            // Resolving may be what took too long.
+            AttemptError::ConnectTimeout => None,
+            _ => Some(true),
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match self {
             AttemptError::ConnectTimeout
@@ -271,9 +281,9 @@ impl Upstreams {
                 Ok(response) => {
                     let answered = Instant::now();
                     if let Some((balancer, index)) = target {
-                        balancer.targets()[index]
-                            .state
-                            .record_latency(answered - sent);
+                        let state = &balancer.targets()[index].state;
+                        state.record_latency(answered - sent);
+                        state.record_resolution(true);
                         if let Some(outcome) = balancer.passive_outcome(response.status().as_u16())
                         {
                             balancer.record_passive(index, outcome);
@@ -292,6 +302,9 @@ impl Upstreams {
                 Err(error) => {
                     if let Some((balancer, index)) = target {
                         balancer.record_passive(index, error.outcome());
+                        if let Some(resolved) = error.resolved() {
+                            balancer.targets()[index].state.record_resolution(resolved);
+                        }
                     }
                     let again = !last && (idempotent || error.nothing_sent());
                     tracing::debug!(attempt, ?error, retry = again, "upstream attempt failed");
