@@ -28,7 +28,7 @@ use crate::metrics::RequestLabels;
 use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
-use crate::upstream::forward::{Forwarded, Outbound};
+use crate::upstream::forward::{Forwarded, Outbound, Timeouts};
 use crate::upstream::Upstreams;
 use crate::websocket::UpgradeRequest;
 
@@ -327,7 +327,8 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         if let Some(upgrade) = upgrade {
-            upgrade.splice(&mut parts);
+            // As nginx does under Kong: an upgraded connection idle for the read timeout closes.
+            upgrade.splice(&mut parts, Timeouts::of(&service).read);
         }
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());

@@ -1,13 +1,23 @@
 //! WebSocket upgrades: an HTTP/1.1 request with `Connection: upgrade` and `Upgrade: websocket` goes
 //! upstream with those headers kept, and once the upstream answers 101 both connections are taken
-//! over and bytes are copied both ways until either side closes. Other upgrades are dropped like
-//! any hop-by-hop header, as Kong does: an `h2c` upgrade spliced through would let a client talk
-//! to the upstream past the router.
+//! over and bytes are copied both ways until either side closes, or until nothing has moved either
+//! way for the service's `read_timeout` (as nginx, under Kong, times out an upgraded connection).
+//! Other upgrades are dropped like any hop-by-hop header, as Kong does: an `h2c` upgrade spliced
+//! through would let a client talk to the upstream past the router.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::{request, response, HeaderMap, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// A client's request to switch protocols, taken out of its request before it goes upstream.
@@ -34,8 +44,9 @@ impl UpgradeRequest {
     }
 
     /// When the upstream switched protocols, tells the client so and joins the two connections
-    /// in a task of their own; otherwise the upgrade is dropped and the answer goes back as is.
-    pub fn splice(self, upstream: &mut response::Parts) {
+    /// in a task of their own, closing both once nothing has moved for `idle_timeout`; otherwise
+    /// the upgrade is dropped and the answer goes back as is.
+    pub fn splice(self, upstream: &mut response::Parts, idle_timeout: Duration) {
         if upstream.status != StatusCode::SWITCHING_PROTOCOLS {
             return;
         }
@@ -54,17 +65,109 @@ impl UpgradeRequest {
                         return;
                     }
                 };
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    Ok((sent, received)) => {
-                        tracing::debug!(sent, received, "upgraded connection closed");
-                    }
-                    Err(e) => tracing::debug!(error = %e, "upgraded connection failed"),
+                let activity = Activity::new();
+                let mut client = Watched::new(TokioIo::new(client), &activity);
+                let mut upstream = Watched::new(TokioIo::new(upstream), &activity);
+                let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+                let idle = activity.idle_for(idle_timeout);
+                tokio::select! {
+                    copied = copy => match copied {
+                        Ok((sent, received)) => {
+                            tracing::debug!(sent, received, "upgraded connection closed");
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgraded connection failed"),
+                    },
+                    () = idle => tracing::debug!(?idle_timeout, "upgraded connection idle: closed"),
                 }
             }
             .instrument(span),
         );
+    }
+}
+
+/// When bytes last moved through either half of a spliced connection.
+#[derive(Clone)]
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since`.
+    last: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            since: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(millis, Ordering::Relaxed);
+    }
+
+    /// Finishes once nothing has moved for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let last = self.since + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let due = last + timeout;
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One half of a spliced connection, noting each read and write that moves bytes.
+struct Watched<T> {
+    io: T,
+    activity: Activity,
+}
+
+impl<T> Watched<T> {
+    fn new(io: T, activity: &Activity) -> Watched<T> {
+        Watched {
+            io,
+            activity: activity.clone(),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

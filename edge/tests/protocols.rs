@@ -379,6 +379,53 @@ async fn websocket_echo_through_the_proxy() {
     websocket_round_trip(tls, "wss://ws.example.com/ws").await;
 }
 
+/// Nothing moving on an upgraded connection for the service's `read_timeout` closes it, as nginx
+/// does under Kong; messages keep it open well past that timeout.
+#[tokio::test]
+async fn an_idle_websocket_is_closed_after_the_read_timeout() {
+    let up = websocket_echo_upstream().await;
+    let svc = service(json!({ "url": format!("ws://{up}"), "read_timeout": 400 }));
+    let routes = vec![route_to(&svc, json!({"paths": ["/ws"]}))];
+    let snapshot = snapshot(Uuid::now_v7(), 1, &["ws.example.com"], vec![svc], routes);
+    let setup = serve_snapshot_with_tls(snapshot, None, false).await;
+
+    let plain = TcpStream::connect(setup.edge.proxy_addr).await.unwrap();
+    let request = "ws://ws.example.com/ws".into_client_request().unwrap();
+    let (mut socket, _) =
+        tokio::time::timeout(PATIENCE, tokio_tungstenite::client_async(request, plain))
+            .await
+            .expect("the upgrade finishes")
+            .unwrap();
+    // A message every 100 ms for 1.2 s, three read timeouts: every one is echoed.
+    for i in 0..12 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let message = Message::text(format!("tick {i}"));
+        socket.send(message.clone()).await.unwrap();
+        let echoed = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("an echo")
+            .expect("the connection is open")
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+    // Then silence: the edge closes both sides.
+    let silent_from = tokio::time::Instant::now();
+    let after = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .expect("the edge closes an idle connection");
+    assert!(
+        matches!(after, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{after:?}"
+    );
+    let waited = silent_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed after {waited:?}"
+    );
+}
+
 #[tokio::test]
 async fn upgrades_other_than_websocket_are_not_passed_on() {
     let up = echo_upstream().await;

@@ -137,14 +137,14 @@ impl AttemptError {
 
 /// A service's timeouts.
 #[derive(Debug, Clone, Copy)]
-struct Timeouts {
+pub(crate) struct Timeouts {
     connect: Duration,
     write: Duration,
-    read: Duration,
+    pub(crate) read: Duration,
 }
 
 impl Timeouts {
-    fn of(service: &Service) -> Timeouts {
+    pub(crate) fn of(service: &Service) -> Timeouts {
         let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(60_000).max(1));
         Timeouts {
             connect: millis(service.connect_timeout),
