@@ -5,6 +5,8 @@
 
 mod memory;
 mod nats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use reqwest::Method;
 use serde_json::json;
+use tollgate_bus::testing::PrivateNats;
 
 const START: Duration = Duration::from_secs(60);
 
@@ -15,7 +16,7 @@ const START: Duration = Duration::from_secs(60);
 async fn tour_route_changes_outages_and_last_known_good() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = TestDatabase::create().await;
-    let mut nats = PrivateNats::start(dir.path());
+    let mut nats = PrivateNats::start(dir.path().join("nats"));
     let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let redis = env_or("TOLLGATE_TEST_REDIS", REDIS_URL);
     let upstream = echo_upstream().await;

@@ -9,7 +9,6 @@ mod common;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use common::*;
 use futures::stream::BoxStream;
 use serde_json::json;
 use tokio::sync::Notify;
+use tollgate_bus::testing::PrivateNats;
 use tollgate_bus::{Bus, BusError, ConfigEvent, ConfigFilter, LogQueue, MemoryBus, NatsBus};
 use tollgate_edge::{EdgeConfig, RequestLogConfig, RunningEdge, SPOOL_DIR};
 use tollgate_model::request_log::{LogBatch, RequestLog};
@@ -554,91 +554,6 @@ async fn a_full_spool_drops_its_oldest_batches_and_a_restarted_edge_replays_the_
     .await;
     assert_eq!(metric(&edge, "tollgate_request_log_spool_bytes").await, 0);
     edge.shutdown().await;
-}
-
-/// A nats-server with JetStream of this test's own, stopped and started on the same port and
-/// store directory.
-struct PrivateNats {
-    port: u16,
-    store: PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateNats {
-    fn start(store: PathBuf) -> PrivateNats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut nats = PrivateNats {
-            port,
-            store,
-            child: None,
-        };
-        nats.restart();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nats-server must be installed (scripts/services.sh installs it)");
-        let child = Command::new(binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the private nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM: the server writes out what it acknowledged. (A SIGKILL can lose the last
-    /// milliseconds of acknowledged messages from 2.9's write-behind file store, which is
-    /// JetStream's durability setting to choose, not the edge's.)
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
