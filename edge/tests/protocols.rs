@@ -296,6 +296,88 @@ async fn an_https_only_route_redirects_plain_http_and_serves_tls() {
     assert_eq!(seen["query"], "b=1");
 }
 
+/// An HTTPS upstream with a self-signed certificate for 127.0.0.1 (offering `h2` and
+/// `http/1.1` by ALPN), answering with the path, the HTTP version and whether `x-forwarded-proto`
+/// came along.
+async fn tls_upstream() -> SocketAddr {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    let answer = json!({
+                        "path": request.uri().path(),
+                        "version": format!("{:?}", request.version()),
+                        "forwarded_proto": request.headers().get("x-forwarded-proto")
+                            .and_then(|v| v.to_str().ok()),
+                    });
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                        answer.to_string(),
+                    ))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `https` services are reached over TLS; the upstream's certificate is checked against the
+/// public roots unless the service sets `tls_verify: false`, so a self-signed upstream answers
+/// only then and is otherwise a 502.
+#[tokio::test]
+async fn https_upstreams_are_reached_over_tls_and_checked_unless_told_not_to() {
+    let up = tls_upstream().await;
+    let open = service(json!({ "url": format!("https://{up}/base"), "tls_verify": false }));
+    let checked = service(json!({ "url": format!("https://{up}") }));
+    let routes = vec![
+        route_to(&open, json!({"paths": ["/open"]})),
+        route_to(&checked, json!({"paths": ["/checked"]})),
+    ];
+    let setup = serve_snapshot(snapshot(
+        Uuid::now_v7(),
+        1,
+        &["tls-up.test"],
+        vec![open, checked],
+        routes,
+    ))
+    .await;
+
+    for _ in 0..3 {
+        let answer = get(&setup.edge, "tls-up.test", "/open/items").await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body["path"], "/base/items");
+        assert_eq!(answer.body["forwarded_proto"], "http");
+        // ALPN: the upstream offered h2 and the edge's TLS client takes it.
+        assert_eq!(answer.body["version"], "HTTP/2.0");
+    }
+    let refused = get(&setup.edge, "tls-up.test", "/checked").await;
+    assert_eq!(refused.status, 502, "{:?}", refused.body);
+    assert_eq!(
+        refused.body["message"],
+        "An invalid response was received from the upstream server"
+    );
+    setup.edge.shutdown().await;
+}
+
 /// A WebSocket server that sends back every text and binary message.
 async fn websocket_echo_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
