@@ -73,6 +73,7 @@ async fn requests_through_the_edge_become_exactly_their_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let edge = tollgate_edge::start(
         EdgeConfig {
+            header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
             proxy_listen: "127.0.0.1:0".parse().expect("addr"),
             proxy_tls_listen: None,
             master_key: None,

@@ -322,6 +322,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let edge = tollgate_edge::start(
         EdgeConfig {
+            header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
             proxy_listen: args.proxy_listen,
             proxy_tls_listen: Some(args.proxy_tls_listen),
             master_key: Some(master_key.clone()),
@@ -561,6 +562,7 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     );
     let edge = tollgate_edge::start(
         EdgeConfig {
+            header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
             proxy_listen: args.proxy_listen,
             proxy_tls_listen: args.proxy_tls_listen,
             master_key: args

@@ -63,6 +63,7 @@ async fn run(applies: usize) -> Result<(), Failure> {
 
     let dir = tempfile::tempdir()?;
     let config = EdgeConfig {
+        header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
         proxy_listen: "127.0.0.1:0".parse()?,
         proxy_tls_listen: Some("127.0.0.1:0".parse()?),
         master_key: Some(master_key),

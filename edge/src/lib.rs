@@ -39,6 +39,7 @@ use uuid::Uuid;
 use crate::balancer::targets::TargetRegistry;
 use crate::config_sync::ConfigSync;
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
+pub use crate::listener::DEFAULT_HEADER_READ_TIMEOUT;
 use crate::logging::LogShipper;
 pub use crate::logging::{RequestLogConfig, SpoolError, SPOOL_DIR};
 use crate::proxy::Proxy;
@@ -71,6 +72,9 @@ pub struct EdgeConfig {
     pub binary_version: String,
     /// Request logs: on or off, batching, and the spool's bound.
     pub request_logs: RequestLogConfig,
+    /// How long a client connection may take to send a request head (an idle keep-alive one,
+    /// its next) before it is closed: [`DEFAULT_HEADER_READ_TIMEOUT`] unless set.
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +207,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
                 None,
                 move |info, request| proxy.clone().handle(info, request),
                 signal.clone(),
+                config.header_read_timeout,
             )
         }),
         tokio::spawn({
@@ -212,6 +217,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
                 None,
                 move |_, request| status::respond(state.clone(), request),
                 signal.clone(),
+                config.header_read_timeout,
             )
         }),
     ];
@@ -221,6 +227,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
             Some(terminator),
             move |info, request| proxy.clone().handle(info, request),
             signal.clone(),
+            config.header_read_timeout,
         )));
     }
     let sync = ConfigSync {

@@ -277,3 +277,62 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     );
     assert!(client.closed().await);
 }
+
+/// A connection that has not sent a whole request head within the edge's header read timeout
+/// is closed: a slow head and an idle keep-alive connection on the listener's own path, and a
+/// slow head on a connection handed to hyper.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_after_the_header_read_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let up = echo_upstream().await;
+    let svc = service(json!({ "url": format!("http://{up}") }));
+    let route = route_to(&svc, json!({"paths": ["/"]}));
+    let setup = serve_dedicated_adjusted(
+        snapshot(Uuid::now_v7(), 1, &[], vec![svc], vec![route]),
+        |config| config.header_read_timeout = TIMEOUT,
+    )
+    .await;
+    let proxy = setup.edge.proxy_addr;
+    // Not before the timeout: the last bytes moved shortly before `since`.
+    let closed_after_timeout = |since: tokio::time::Instant, what: &str| {
+        let waited = since.elapsed();
+        assert!(
+            waited >= TIMEOUT - Duration::from_millis(100),
+            "{what}: closed after {waited:?}"
+        );
+    };
+
+    // Half a head on the listener's own path.
+    let mut client = Client::connect(proxy).await;
+    client.send(b"GET /slow HTTP/1.1\r\nHost: e.test\r\n").await;
+    let since = tokio::time::Instant::now();
+    assert!(client.closed().await);
+    assert!(client.buffer.is_empty(), "no answer to half a head");
+    closed_after_timeout(since, "half a head");
+
+    // A whole request is answered; the connection then idles and is closed.
+    let mut client = Client::connect(proxy).await;
+    client
+        .send(b"GET /idle HTTP/1.1\r\nHost: e.test\r\n\r\n")
+        .await;
+    let answer = client.response(false).await;
+    assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(answer.json()["path"], "/idle");
+    let since = tokio::time::Instant::now();
+    assert!(client.closed().await);
+    closed_after_timeout(since, "an idle keep-alive connection");
+
+    // A body hands the connection to hyper; half of the next head is cut off there too.
+    let mut client = Client::connect(proxy).await;
+    client
+        .send(b"POST /body HTTP/1.1\r\nHost: e.test\r\nContent-Length: 2\r\n\r\nhi")
+        .await;
+    let answer = client.response(false).await;
+    assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(answer.json()["body"], "hi");
+    client.send(b"GET /after HTTP/1.1\r\nHost:").await;
+    let since = tokio::time::Instant::now();
+    assert!(client.closed().await);
+    closed_after_timeout(since, "half a head after the hand-off to hyper");
+    setup.edge.shutdown().await;
+}

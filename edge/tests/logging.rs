@@ -56,6 +56,7 @@ async fn start_logging_edge(
     request_logs: RequestLogConfig,
 ) -> RunningEdge {
     let config = EdgeConfig {
+        header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
         proxy_listen: "127.0.0.1:0".parse().unwrap(),
         proxy_tls_listen: None,
         master_key: None,

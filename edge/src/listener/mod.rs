@@ -67,16 +67,20 @@ impl http_body::Body for IncomingBody {
 
 /// How long requests in flight may take to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
-/// A client gets this long to send a request head, so idle half-open connections do not pile up.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client gets to send a request head unless the edge is configured otherwise, so
+/// idle half-open connections do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until shutdown, then lets open requests finish (up to [`DRAIN_GRACE`]).
-/// With `tls`, connections are TLS (ALPN picks HTTP/2 or HTTP/1.1) and requests are `https`.
+/// With `tls`, connections are TLS (ALPN picks HTTP/2 or HTTP/1.1) and requests are `https`. A
+/// connection that has not sent a whole request head within `header_read_timeout` of waiting
+/// for one is closed.
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: Option<TlsTerminator>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
+    header_read_timeout: Duration,
 ) where
     H: Fn(ConnectionInfo, Request<IncomingBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
@@ -87,7 +91,7 @@ pub async fn serve<H, F, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         // Head and body copied into one buffer and written with `write`: cheaper than queueing
         // them for `writev` at the sizes most answers have.
         .writev(false);
@@ -118,6 +122,7 @@ pub async fn serve<H, F, B>(
             builder: builder.clone(),
             handler: handler.clone(),
             shutdown: shutdown.clone(),
+            header_read_timeout,
             _open: open_connections.subscribe(),
         };
         let tls = tls.clone();
@@ -150,6 +155,7 @@ struct Connection<H> {
     builder: auto::Builder<TokioExecutor>,
     handler: H,
     shutdown: watch::Receiver<bool>,
+    header_read_timeout: Duration,
     /// Held while the connection is open, so shutdown can wait for it.
     _open: watch::Receiver<()>,
 }
@@ -168,7 +174,7 @@ where
             &info,
             &self.handler,
             &mut self.shutdown,
-            HEADER_READ_TIMEOUT,
+            self.header_read_timeout,
         )
         .await;
         if let http1::Ended::HandOff(read, stream) = ended {

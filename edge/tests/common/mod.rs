@@ -174,7 +174,17 @@ pub async fn start_edge(
     data_dir: &Path,
     control_plane: Option<Uuid>,
 ) -> RunningEdge {
-    let config = EdgeConfig {
+    start_edge_adjusted(bus, data_dir, control_plane, |_| {}).await
+}
+
+/// Like [`start_edge`], with `adjust` changing the config first.
+pub async fn start_edge_adjusted(
+    bus: Arc<dyn Bus>,
+    data_dir: &Path,
+    control_plane: Option<Uuid>,
+    adjust: impl FnOnce(&mut EdgeConfig),
+) -> RunningEdge {
+    let mut config = EdgeConfig {
         proxy_listen: "127.0.0.1:0".parse().unwrap(),
         proxy_tls_listen: None,
         master_key: None,
@@ -185,7 +195,9 @@ pub async fn start_edge(
         heartbeat_interval: Duration::from_millis(200),
         binary_version: "9.9.9-test".to_string(),
         request_logs: tollgate_edge::RequestLogConfig::default(),
+        header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
     };
+    adjust(&mut config);
     tollgate_edge::start(config, bus).await.unwrap()
 }
 
@@ -200,21 +212,33 @@ pub struct Setup {
 /// Publishes `snapshot` and starts an edge in shared mode (control plane by Host) that has
 /// applied it.
 pub async fn serve_snapshot(snapshot: Snapshot) -> Setup {
-    serve_snapshot_in(snapshot, false).await
+    serve_snapshot_in(snapshot, false, |_| {}).await
 }
 
 /// Like [`serve_snapshot`], with an edge dedicated to the snapshot's control plane: every Host
 /// reaches it.
 pub async fn serve_dedicated(snapshot: Snapshot) -> Setup {
-    serve_snapshot_in(snapshot, true).await
+    serve_snapshot_in(snapshot, true, |_| {}).await
 }
 
-async fn serve_snapshot_in(snapshot: Snapshot, dedicated: bool) -> Setup {
+/// Like [`serve_dedicated`], with `adjust` changing the edge's config first.
+pub async fn serve_dedicated_adjusted(
+    snapshot: Snapshot,
+    adjust: impl FnOnce(&mut EdgeConfig),
+) -> Setup {
+    serve_snapshot_in(snapshot, true, adjust).await
+}
+
+async fn serve_snapshot_in(
+    snapshot: Snapshot,
+    dedicated: bool,
+    adjust: impl FnOnce(&mut EdgeConfig),
+) -> Setup {
     let bus = MemoryBus::new();
     bus.publish_snapshot(REGION, &snapshot).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let only = dedicated.then_some(snapshot.control_plane_id);
-    let edge = start_edge(Arc::new(bus.clone()), dir.path(), only).await;
+    let edge = start_edge_adjusted(Arc::new(bus.clone()), dir.path(), only, adjust).await;
     wait_for_version(&edge, snapshot.control_plane_id, snapshot.version).await;
     Setup {
         bus,
@@ -329,6 +353,7 @@ pub async fn start_edge_with_tls(
     master_key: Option<tollgate_model::secret::MasterKey>,
 ) -> RunningEdge {
     let config = EdgeConfig {
+        header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
         proxy_listen: "127.0.0.1:0".parse().unwrap(),
         proxy_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
         master_key,

@@ -885,6 +885,7 @@ async fn freshness_in(options: &Options, db: &BenchDb, prefix: &str) -> anyhow::
     let dir = tempfile::tempdir()?;
     let edge = tollgate_edge::start(
         tollgate_edge::EdgeConfig {
+            header_read_timeout: tollgate_edge::DEFAULT_HEADER_READ_TIMEOUT,
             proxy_listen: "127.0.0.1:0".parse()?,
             proxy_tls_listen: None,
             master_key: None,
