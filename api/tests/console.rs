@@ -379,6 +379,106 @@ async fn another_tenants_pages_are_not_found_and_viewers_cannot_write() {
 
 /// Signs up through the form and creates a control plane; returns its console path and a CSRF
 /// token of the session.
+/// An upstream's settings are changed in the console: the form shows the current ones (health
+/// checks as JSON with Kong's defaults), a refused form keeps what was typed and says which field
+/// is wrong, and saved settings are what the API then answers.
+#[tokio::test]
+async fn upstream_settings_are_edited_without_javascript() {
+    let api = TestApi::start().await;
+    let browser = Browser::new(&api);
+    let (plane, csrf) = signed_up_with_plane(&browser, "settings@example.com", "settings").await;
+    let cp_id: Uuid = plane.rsplit('/').next().unwrap().parse().unwrap();
+    let upstreams = format!("{plane}/upstreams");
+    let (status, location, _) = browser
+        .post(&upstreams, &[("csrf", &csrf), ("name", "orders.internal")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let upstream = location.split('?').next().unwrap().to_string();
+    let upstream_id = upstream.rsplit('/').next().unwrap().to_string();
+    let settings = format!("{upstream}/settings");
+
+    let (_, _, html) = browser.get(&upstream).await;
+    assert!(
+        html.contains("Save settings")
+            && html.contains(r#"<option value="round-robin" selected"#)
+            && html.contains("\"http_failures\""),
+        "the form shows the current settings: {html}"
+    );
+
+    let healthchecks = r#"{"passive": {"unhealthy": {"http_failures": 3}}, "threshold": 50}"#;
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("algorithm", "consistent-hashing"),
+        ("hash_on", "header"),
+        ("hash_on_header", "x-user"),
+        ("hash_fallback", "ip"),
+        ("slots", "1000"),
+        ("host_header", "orders.example.com"),
+        ("healthchecks", "{not json"),
+        ("tags", "team-a, payments"),
+    ];
+    // Not JSON: refused beside the field, what was typed kept, nothing saved.
+    let (status, _, html) = browser.post(&settings, &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("not valid JSON") && html.contains("{not json") && html.contains("x-user"),
+        "{html}"
+    );
+    // A value the API refuses: named by its field.
+    form[5] = ("slots", "5");
+    form[7] = ("healthchecks", healthchecks);
+    let (status, _, html) = browser.post(&settings, &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("field-error") && html.contains("value=\"5\""),
+        "{html}"
+    );
+    let api_path = format!("/api/v1/control-planes/{cp_id}/upstreams/{upstream_id}");
+    let (_, _, body) = browser.get(&api_path).await;
+    let unchanged: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(unchanged["algorithm"], "round-robin", "{body}");
+
+    form[5] = ("slots", "1000");
+    let (status, location, html) = browser.post(&settings, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (_, _, html) = browser.get(&location).await;
+    assert!(html.contains("Settings of orders.internal saved"), "{html}");
+    let (_, _, body) = browser.get(&api_path).await;
+    let saved: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(saved["algorithm"], "consistent-hashing", "{body}");
+    assert_eq!(saved["hash_on"], "header");
+    assert_eq!(saved["hash_on_header"], "x-user");
+    assert_eq!(saved["hash_fallback"], "ip");
+    assert_eq!(saved["slots"], 1000);
+    assert_eq!(saved["host_header"], "orders.example.com");
+    assert_eq!(saved["tags"], serde_json::json!(["team-a", "payments"]));
+    assert_eq!(
+        saved["healthchecks"]["passive"]["unhealthy"]["http_failures"],
+        3
+    );
+    assert_eq!(saved["healthchecks"]["threshold"], 50.0);
+    // Kong's defaults fill what the JSON left out.
+    assert_eq!(saved["healthchecks"]["active"]["http_path"], "/");
+
+    // Kong's rules across fields hold: the fallback must differ from what is hashed on.
+    form[3] = ("hash_on_header", "");
+    form[2] = ("hash_on", "ip");
+    let (status, _, html) = browser.post(&settings, &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("must differ from 'hash_on'"), "{html}");
+    // Emptied optional fields are cleared.
+    form[2] = ("hash_on", "path");
+    form[6] = ("host_header", "");
+    let (status, _, html) = browser.post(&settings, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (_, _, body) = browser.get(&api_path).await;
+    let cleared: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cleared["hash_on"], "path", "{body}");
+    assert!(cleared["hash_on_header"].is_null(), "{body}");
+    assert!(cleared["host_header"].is_null(), "{body}");
+    api.stop().await;
+}
+
 async fn signed_up_with_plane(browser: &Browser, email: &str, plane: &str) -> (String, String) {
     let (status, _, _) = browser
         .post(

@@ -130,6 +130,27 @@ pub fn textarea_field(
     }
 }
 
+/// A labelled multi-line input for JSON (or other code), in a monospace font.
+pub fn code_field(
+    form: &FormState,
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    rows: u32,
+) -> impl IntoView {
+    let invalid = form.error(name).is_some();
+    view! {
+        <div class="field" class:invalid=invalid>
+            <label for=name>{label}</label>
+            <textarea id=name name=name rows=rows.to_string() class="code" spellcheck="false"
+                aria-invalid=invalid.then_some("true")
+                aria-describedby=invalid.then(|| described(name))>{form.value(name)}</textarea>
+            {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
+            {error_line(form, name)}
+        </div>
+    }
+}
+
 /// A labelled checkbox; `checked_by_default` applies when the form is fresh.
 pub fn checkbox_field(
     form: &FormState,

@@ -74,6 +74,10 @@ pub fn routes() -> Router<AppState> {
             get(upstream_pages::upstream),
         )
         .route(
+            "/control-planes/{cp}/upstreams/{upstream}/settings",
+            post(upstream_pages::update_settings),
+        )
+        .route(
             "/control-planes/{cp}/upstreams/{upstream}/targets",
             post(upstream_pages::add_target),
         )

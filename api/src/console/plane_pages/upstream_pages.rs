@@ -1,5 +1,5 @@
-//! The Upstreams tab and one upstream's page: create upstreams, add and remove targets, see the
-//! health the online edges report.
+//! The Upstreams tab and one upstream's page: create upstreams, change their settings, add and
+//! remove targets, see the health the online edges report.
 
 use std::collections::BTreeMap;
 
@@ -10,16 +10,16 @@ use serde_json::{json, Map, Value};
 use tollgate_console::forms::FormState;
 use tollgate_console::layout::Flash;
 use tollgate_console::pages::control_plane::upstreams::{
-    upstream_page, upstreams_page, TargetRow, UpstreamRow,
+    upstream_page, upstreams_page, TargetRow, UpstreamRow, SETTINGS_FIELDS,
 };
 use tollgate_console::pages::control_plane::Tab;
-use tollgate_model::{Target, Upstream};
+use tollgate_model::{Target, Upstream, ValidationError};
 
 use super::{delete_after_asking, filter_page, header, split_list, Deletion, QueryMap};
 use crate::console::{done, flash, or_page, refused, CheckedForm, ConsoleUser, Fields};
 use crate::error::{ApiError, ApiResult};
 use crate::gateway::health::{targets_of, OnlineReports, TargetHealthView};
-use crate::gateway::{all_of, create_entity};
+use crate::gateway::{all_of, create_entity, update_entity};
 use crate::state::AppState;
 
 /// A serde enum's wire name (`HEALTHY`).
@@ -56,6 +56,7 @@ async fn upstream_row(
         name: upstream.name.clone(),
         algorithm: upstream.algorithm.clone(),
         tags: upstream.tags.clone(),
+        settings: settings_of(upstream),
         targets: targets
             .into_iter()
             .map(|t| target_row(reports.view(t)))
@@ -108,6 +109,82 @@ pub async fn upstreams(
     )
 }
 
+/// The settings form's fields as `upstream` has them.
+fn settings_of(upstream: &Upstream) -> BTreeMap<String, String> {
+    let Ok(Value::Object(wire)) = serde_json::to_value(upstream) else {
+        return BTreeMap::new();
+    };
+    SETTINGS_FIELDS
+        .iter()
+        .map(|&name| {
+            let value = match (name, wire.get(name)) {
+                ("healthchecks", Some(v)) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                ("tags", _) => upstream.tags.join(", "),
+                (_, Some(Value::String(s))) => s.clone(),
+                (_, Some(Value::Number(n))) => n.to_string(),
+                _ => String::new(),
+            };
+            (name.to_string(), value)
+        })
+        .collect()
+}
+
+/// The API input the settings form asks for: empty optional names become `null` (cleared), the
+/// cookie path stays as it is when left empty, and `healthchecks` must be JSON.
+fn settings_input(fields: &Fields) -> Result<Value, ApiError> {
+    let mut input = Map::new();
+    for name in [
+        "algorithm",
+        "hash_on",
+        "hash_fallback",
+        "hash_on_cookie_path",
+    ] {
+        let value = text(fields, name);
+        if !value.is_empty() {
+            input.insert(name.into(), json!(value));
+        }
+    }
+    for name in [
+        "hash_on_header",
+        "hash_on_cookie",
+        "hash_on_query_arg",
+        "hash_on_uri_capture",
+        "hash_fallback_header",
+        "hash_fallback_query_arg",
+        "hash_fallback_uri_capture",
+        "host_header",
+    ] {
+        let value = text(fields, name);
+        input.insert(
+            name.into(),
+            if value.is_empty() {
+                Value::Null
+            } else {
+                json!(value)
+            },
+        );
+    }
+    let slots = text(fields, "slots");
+    if !slots.is_empty() {
+        // Not a number: sent as text, so the API names the field.
+        input.insert(
+            "slots".into(),
+            slots.parse::<i64>().map_or(json!(slots), |s| json!(s)),
+        );
+    }
+    let healthchecks = text(fields, "healthchecks");
+    if !healthchecks.is_empty() {
+        let parsed: Value = serde_json::from_str(&healthchecks)
+            .map_err(|e| ValidationError::field("healthchecks", format!("not valid JSON: {e}")))?;
+        input.insert("healthchecks".into(), parsed);
+    }
+    input.insert(
+        "tags".into(),
+        json!(split_list(&text(fields, "tags"), &[','])),
+    );
+    Ok(Value::Object(input))
+}
+
 fn text(fields: &Fields, name: &str) -> String {
     fields
         .get(name)
@@ -156,12 +233,15 @@ pub async fn create_upstream(
     )
 }
 
+/// One upstream's page; `form` is the add-target form's state and `settings` the settings
+/// form's.
 async fn render_upstream(
     state: &AppState,
     user: &ConsoleUser,
     cp: &str,
     id: &str,
     form: &FormState,
+    settings: &FormState,
     flash: Option<Flash>,
 ) -> ApiResult<String> {
     let (model, header) = header(state, user, cp).await?;
@@ -178,6 +258,7 @@ async fn render_upstream(
         &row,
         reports.node_count(),
         form,
+        settings,
         flash,
         user.bundle,
     ))
@@ -198,6 +279,7 @@ pub async fn upstream(
                     &user,
                     &cp,
                     &id,
+                    &FormState::default(),
                     &FormState::default(),
                     flash(&query),
                 )
@@ -235,7 +317,57 @@ pub async fn add_target(
                 Ok((_, created)) => Ok(done(&page, &format!("Target {} added.", created.0.target))),
                 Err(e) => {
                     let form = refused(&fields, e)?;
-                    let html = render_upstream(&state, &user, &cp, &id, &form, None).await?;
+                    let html = render_upstream(
+                        &state,
+                        &user,
+                        &cp,
+                        &id,
+                        &form,
+                        &FormState::default(),
+                        None,
+                    )
+                    .await?;
+                    Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+                }
+            }
+        }
+        .await,
+    )
+}
+
+pub async fn update_settings(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((cp, id)): Path<(String, String)>,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
+    or_page(
+        &state,
+        async {
+            let page = format!("/control-planes/{cp}/upstreams/{id}");
+            let saved = match settings_input(&fields) {
+                Ok(input) => {
+                    update_entity::<Upstream>(&state, &user.auth, &cp, None, &id, input).await
+                }
+                Err(e) => Err(e),
+            };
+            match saved {
+                Ok(updated) => Ok(done(
+                    &page,
+                    &format!("Settings of {} saved.", updated.0.name),
+                )),
+                Err(e) => {
+                    let form = refused(&fields, e)?;
+                    let html = render_upstream(
+                        &state,
+                        &user,
+                        &cp,
+                        &id,
+                        &FormState::default(),
+                        &form,
+                        None,
+                    )
+                    .await?;
                     Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
                 }
             }

@@ -1,10 +1,12 @@
 //! The Upstreams tab: upstreams with their targets and the health the online edges report, and
-//! one upstream's page to add and remove targets.
+//! one upstream's page to change its settings and add and remove targets.
+
+use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
 use super::{filters, page, pager, ListPage, PlaneHeader, Tab};
-use crate::forms::{error_summary, select_field, text_field, FormState};
+use crate::forms::{code_field, error_summary, select_field, text_field, FormState};
 use crate::islands::ConfirmSubmit;
 use crate::layout::{csrf_field, Flash, Viewer};
 
@@ -27,7 +29,40 @@ pub struct UpstreamRow {
     pub algorithm: String,
     pub tags: Vec<String>,
     pub targets: Vec<TargetRow>,
+    /// The settings form's fields as they are now ([`SETTINGS_FIELDS`]; `healthchecks` as JSON).
+    pub settings: BTreeMap<String, String>,
 }
+
+/// The fields of an upstream's settings form, as the API names them.
+pub const SETTINGS_FIELDS: &[&str] = &[
+    "algorithm",
+    "hash_on",
+    "hash_on_header",
+    "hash_on_cookie",
+    "hash_on_cookie_path",
+    "hash_on_query_arg",
+    "hash_on_uri_capture",
+    "hash_fallback",
+    "hash_fallback_header",
+    "hash_fallback_query_arg",
+    "hash_fallback_uri_capture",
+    "slots",
+    "host_header",
+    "healthchecks",
+    "tags",
+];
+
+/// Kong's `hash_on` choices; `hash_fallback` takes the same but `cookie`.
+const HASH_ON: &[&str] = &[
+    "none",
+    "consumer",
+    "ip",
+    "header",
+    "cookie",
+    "path",
+    "query_arg",
+    "uri_capture",
+];
 
 /// Kong's balancing algorithms, for the new-upstream form.
 const ALGORITHMS: &[&str] = &[
@@ -131,13 +166,68 @@ fn health_note(node_count: usize) -> String {
     }
 }
 
-/// One upstream: its targets with per-node health, add and remove targets, delete.
+fn options(values: &[&str]) -> Vec<(String, String)> {
+    values
+        .iter()
+        .map(|v| (v.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The settings form: balancing, consistent hashing, the `Host` sent to targets, health checks
+/// (as JSON, Kong's defaults filled in) and tags. `form` holds what was sent when the server
+/// refused it, and is empty otherwise (the current settings are shown).
+fn settings_form(
+    viewer: &Viewer,
+    action: String,
+    upstream: &UpstreamRow,
+    form: &FormState,
+) -> impl IntoView {
+    let form = if form.values.is_empty() {
+        FormState {
+            values: upstream.settings.clone(),
+            ..form.clone()
+        }
+    } else {
+        form.clone()
+    };
+    let fallbacks: Vec<&str> = HASH_ON.iter().copied().filter(|h| *h != "cookie").collect();
+    view! {
+        <section class="panel">
+            <h3>"Settings"</h3>
+            {error_summary(&form, SETTINGS_FIELDS)}
+            <form method="post" action=action class="grid-form" novalidate>
+                {csrf_field(viewer)}
+                {select_field(&form, "algorithm", "Algorithm", options(ALGORITHMS), "round-robin")}
+                {text_field(&form, "slots", "Ring slots", "number", "Consistent hashing's ring size, 10 to 65536.")}
+                {select_field(&form, "hash_on", "Hash on", options(HASH_ON), "none")}
+                {text_field(&form, "hash_on_header", "Hash on header", "text", "When hashing on a header: its name.")}
+                {text_field(&form, "hash_on_cookie", "Hash on cookie", "text", "When hashing on a cookie: its name (set for clients that lack it).")}
+                {text_field(&form, "hash_on_cookie_path", "Cookie path", "text", "The path of the cookie the edge sets.")}
+                {text_field(&form, "hash_on_query_arg", "Hash on query argument", "text", "")}
+                {text_field(&form, "hash_on_uri_capture", "Hash on URI capture", "text", "A named capture of the route's regex path.")}
+                {select_field(&form, "hash_fallback", "Fallback", options(&fallbacks), "none")}
+                {text_field(&form, "hash_fallback_header", "Fallback header", "text", "")}
+                {text_field(&form, "hash_fallback_query_arg", "Fallback query argument", "text", "")}
+                {text_field(&form, "hash_fallback_uri_capture", "Fallback URI capture", "text", "")}
+                {text_field(&form, "host_header", "Host header", "text", "Sent to targets instead of the upstream's name; empty for the name.")}
+                {code_field(&form, "healthchecks", "Health checks", "JSON, as the API takes it: active probes, passive circuit breaking, threshold. Kong's defaults fill what is left out.", 14)}
+                {text_field(&form, "tags", "Tags", "text", "Comma separated.")}
+                <div class="actions"><button type="submit" class="btn">"Save settings"</button></div>
+            </form>
+        </section>
+    }
+}
+
+/// One upstream: its settings, its targets with per-node health, add and remove targets, delete.
+/// `form` is the add-target form's state, `settings` the settings form's.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_page(
     viewer: &Viewer,
     header: &PlaneHeader,
     upstream: &UpstreamRow,
     node_count: usize,
     form: &FormState,
+    settings: &FormState,
     flash: Option<Flash>,
     bundle: bool,
 ) -> String {
@@ -182,6 +272,7 @@ pub fn upstream_page(
             )
         };
         view! {
+            {settings_form(viewer, format!("{base}/settings"), upstream, settings)}
             <section class="panel">
                 <h3>"Add a target"</h3>
                 {error_summary(form, &["target", "weight"])}
