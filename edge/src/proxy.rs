@@ -30,7 +30,7 @@ use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme}
 use crate::state::EdgeState;
 use crate::upstream::forward::{Forwarded, Outbound, Timeouts};
 use crate::upstream::Upstreams;
-use crate::websocket::UpgradeRequest;
+use crate::websocket::{Tunnel, UpgradeRequest};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Kong's `X-Kong-Proxy-Latency`: milliseconds the edge spent before sending upstream.
@@ -119,14 +119,21 @@ impl Proxy {
                 Err(error) if grpc => error.into_grpc_response(&request_id),
                 Err(error) => error.into_response(&request_id),
             };
+            let mut response = response;
             let status = response.status();
             self.state
                 .metrics
                 .observe(&labels, status, received.elapsed());
             tracing::debug!(status = status.as_u16(), "answered");
             match (draft, &self.logs) {
-                (Some(draft), Some(sink)) => response
-                    .map(|body| draft.answered(&labels, status, received, body, sink.clone())),
+                (Some(draft), Some(sink)) => match response.extensions_mut().remove::<Tunnel>() {
+                    Some(tunnel) => {
+                        draft.upgraded(&labels, status, received, sink.clone(), tunnel);
+                        response.map(LoggedBody::unlogged)
+                    }
+                    None => response
+                        .map(|body| draft.answered(&labels, status, received, body, sink.clone())),
+                },
                 (None, Some(sink)) => {
                     // Only a Host that selects no control plane leaves no draft.
                     sink.metrics().unattributed.inc();
@@ -328,7 +335,9 @@ impl Proxy {
         remove_hop_by_hop(&mut parts.headers);
         if let Some(upgrade) = upgrade {
             // As nginx does under Kong: an upgraded connection idle for the read timeout closes.
-            upgrade.splice(&mut parts, Timeouts::of(&service).read);
+            if let Some(tunnel) = upgrade.splice(&mut parts, Timeouts::of(&service).read) {
+                parts.extensions.insert(tunnel);
+            }
         }
         parts.headers.append(VIA, VIA_TOLLGATE);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());

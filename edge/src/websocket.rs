@@ -2,6 +2,8 @@
 //! upstream with those headers kept, and once the upstream answers 101 both connections are taken
 //! over and bytes are copied both ways until either side closes, or until nothing has moved either
 //! way for the service's `read_timeout` (as nginx, under Kong, times out an upgraded connection).
+//! The [`Tunnel`] a splice returns counts the bytes each way and says when it closed, so the
+//! request's log line can carry them, as Kong's does.
 //! Other upgrades are dropped like any hop-by-hop header, as Kong does: an `h2c` upgrade spliced
 //! through would let a client talk to the upstream past the router.
 
@@ -17,6 +19,7 @@ use http::{request, response, HeaderMap, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -44,20 +47,27 @@ impl UpgradeRequest {
     }
 
     /// When the upstream switched protocols, tells the client so and joins the two connections
-    /// in a task of their own, closing both once nothing has moved for `idle_timeout`; otherwise
-    /// the upgrade is dropped and the answer goes back as is.
-    pub fn splice(self, upstream: &mut response::Parts, idle_timeout: Duration) {
+    /// in a task of their own, closing both once nothing has moved for `idle_timeout`, and
+    /// returns the tunnel's account; otherwise the upgrade is dropped and the answer goes back as
+    /// is.
+    pub fn splice(self, upstream: &mut response::Parts, idle_timeout: Duration) -> Option<Tunnel> {
         if upstream.status != StatusCode::SWITCHING_PROTOCOLS {
-            return;
+            return None;
         }
-        let Some(upstream_upgrade) = upstream.extensions.remove::<OnUpgrade>() else {
-            return;
-        };
+        let upstream_upgrade = upstream.extensions.remove::<OnUpgrade>()?;
         self.restore_headers(&mut upstream.headers);
         let client_upgrade = self.client;
         let span = tracing::debug_span!("upgraded");
+        let counts = Arc::new(TunnelCounts::default());
+        // Dropped when the task ends, however it ends: that is the tunnel closing.
+        let (open, closed) = watch::channel(());
+        let tunnel = Tunnel {
+            counts: counts.clone(),
+            closed,
+        };
         tokio::spawn(
             async move {
+                let _open = open;
                 let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok(both) => both,
                     Err(e) => {
@@ -66,8 +76,14 @@ impl UpgradeRequest {
                     }
                 };
                 let activity = Activity::new();
-                let mut client = Watched::new(TokioIo::new(client), &activity);
-                let mut upstream = Watched::new(TokioIo::new(upstream), &activity);
+                let mut client = Watched::new(
+                    TokioIo::new(client),
+                    &activity,
+                    counts.clone(),
+                    Side::Client,
+                );
+                let mut upstream =
+                    Watched::new(TokioIo::new(upstream), &activity, counts, Side::Upstream);
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
                 let idle = activity.idle_for(idle_timeout);
                 tokio::select! {
@@ -82,7 +98,44 @@ impl UpgradeRequest {
             }
             .instrument(span),
         );
+        Some(tunnel)
     }
+}
+
+/// An upgraded connection's account: the bytes it has carried each way, and when it closed.
+#[derive(Clone)]
+pub struct Tunnel {
+    counts: Arc<TunnelCounts>,
+    closed: watch::Receiver<()>,
+}
+
+#[derive(Default)]
+struct TunnelCounts {
+    from_client: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl Tunnel {
+    /// Bytes read from the client and from the upstream (sent on to the client) so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.counts.from_client.load(Ordering::Relaxed),
+            self.counts.to_client.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Resolves once both connections are closed.
+    pub async fn closed(mut self) {
+        // Only the sender's drop ends this: nothing is ever sent.
+        while self.closed.changed().await.is_ok() {}
+    }
+}
+
+/// Which connection of a tunnel a [`Watched`] half is.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
 }
 
 /// When bytes last moved through either half of a spliced connection.
@@ -119,17 +172,22 @@ impl Activity {
     }
 }
 
-/// One half of a spliced connection, noting each read and write that moves bytes.
+/// One half of a spliced connection, noting each read and write that moves bytes and counting
+/// the bytes read.
 struct Watched<T> {
     io: T,
     activity: Activity,
+    counts: Arc<TunnelCounts>,
+    side: Side,
 }
 
 impl<T> Watched<T> {
-    fn new(io: T, activity: &Activity) -> Watched<T> {
+    fn new(io: T, activity: &Activity, counts: Arc<TunnelCounts>, side: Side) -> Watched<T> {
         Watched {
             io,
             activity: activity.clone(),
+            counts,
+            side,
         }
     }
 }
@@ -142,8 +200,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
             self.activity.touch();
+            let counter = match self.side {
+                Side::Client => &self.counts.from_client,
+                Side::Upstream => &self.counts.to_client,
+            };
+            counter.fetch_add(read, Ordering::Relaxed);
         }
         polled
     }

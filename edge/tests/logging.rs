@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::*;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::Notify;
 use tollgate_bus::testing::PrivateNats;
@@ -667,4 +668,112 @@ async fn nats_stopped_during_load_loses_and_duplicates_nothing() {
         "{dropped:?}"
     );
     edge.shutdown().await;
+}
+
+/// Opens a WebSocket to `/ws` on `edge` with `request_id`.
+async fn open_websocket(
+    edge: &RunningEdge,
+    request_id: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{HOST}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-request-id", request_id.parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(edge.proxy_addr)
+        .await
+        .unwrap();
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// Sends `size` bytes as one binary message and waits for the echo.
+async fn echo_through(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    size: usize,
+) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let message = Message::binary(vec![7u8; size]);
+    socket.send(message.clone()).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("an echo")
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, message);
+}
+
+/// A WebSocket's line is written when its tunnel closes, with the bytes the tunnel carried each
+/// way (as Kong logs an upgraded request) and the handshake's latency; one still open when the
+/// edge shuts down is shipped by the shutdown with the bytes so far.
+#[tokio::test]
+async fn websocket_lines_carry_the_tunnels_bytes_at_close_or_shutdown() {
+    let up = websocket_echo_upstream().await;
+    let ws = service(json!({ "url": format!("http://{up}") }));
+    let route = route_to(&ws, json!({ "paths": ["/ws"] }));
+    let control_plane = Uuid::now_v7();
+    let snapshot = Snapshot::compile(
+        control_plane,
+        Uuid::now_v7(),
+        1,
+        vec![HOST.into()],
+        vec![ws],
+        vec![route],
+    );
+    let bus = MemoryBus::new();
+    bus.publish_snapshot(REGION, &snapshot).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_logging_edge(Arc::new(bus.clone()), dir.path(), quick_logs(1000)).await;
+    wait_for_version(&edge, control_plane, 1).await;
+    let mut queue = bus.log_queue("test").await.unwrap();
+
+    // Ten messages of 1,000 bytes each way, open for longer than its handshake took, then closed.
+    let mut socket = open_websocket(&edge, "ws-closed").await;
+    for _ in 0..10 {
+        echo_through(&mut socket, 1000).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing is logged while the tunnel is open.
+    let mut early = Vec::new();
+    take(&mut queue, &mut early, Duration::from_millis(200)).await;
+    assert!(early.is_empty(), "{early:?}");
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    // The upstream ended the close handshake by closing its connection; the client closes too.
+    drop(socket);
+    let lines = read_logs(&mut queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0].1;
+    assert_eq!((line.request_id.as_str(), line.status), ("ws-closed", 101));
+    // On the wire a client's 1,000-byte message is 1,008 bytes (masked), the server's 1,004; the
+    // close handshake adds a few.
+    assert!(
+        (10_080..10_100).contains(&line.bytes_in),
+        "bytes in {}",
+        line.bytes_in
+    );
+    assert!(
+        (10_040..10_060).contains(&line.bytes_out),
+        "bytes out {}",
+        line.bytes_out
+    );
+    assert!(
+        line.latency_total_us < 300_000,
+        "the handshake's latency, not the tunnel's life: {} µs",
+        line.latency_total_us
+    );
+
+    // Still open at shutdown: shipped then, with what it carried so far.
+    let mut socket = open_websocket(&edge, "ws-open").await;
+    echo_through(&mut socket, 500).await;
+    edge.shutdown().await;
+    let lines = read_logs(&mut queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0].1;
+    assert_eq!(line.request_id, "ws-open");
+    assert_eq!((line.bytes_in, line.bytes_out), (508, 504));
 }

@@ -378,29 +378,6 @@ async fn https_upstreams_are_reached_over_tls_and_checked_unless_told_not_to() {
     setup.edge.shutdown().await;
 }
 
-/// A WebSocket server that sends back every text and binary message.
-async fn websocket_echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = socket.next().await {
-                    if (message.is_text() || message.is_binary())
-                        && socket.send(message).await.is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Opens a WebSocket to `url` over `io`, exchanges a text and a binary message, and closes it.
 async fn websocket_round_trip<IO>(io: IO, url: &str)
 where

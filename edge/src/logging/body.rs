@@ -21,6 +21,7 @@ use super::LogSink;
 use crate::errors::ProxyBody;
 use crate::metrics::RequestLabels;
 use crate::upstream::body::BoxError;
+use crate::websocket::Tunnel;
 
 /// Counts a body's data bytes into a shared counter; `None` counts nothing (a request without a
 /// body, or logging off), so those requests allocate no counter.
@@ -112,24 +113,51 @@ impl LogDraft {
 
     /// Wraps the response body so that the line is completed and queued when it ends.
     pub fn answered(
-        mut self,
+        self,
         labels: &RequestLabels,
         status: StatusCode,
         received: Instant,
         body: ProxyBody,
         sink: LogSink,
     ) -> LoggedBody {
+        LoggedBody {
+            inner: body,
+            pending: Some(self.pending(labels, status, received, sink, None)),
+        }
+    }
+
+    /// Completes the line of a request whose connection was upgraded: its latencies are the
+    /// handshake's; it is queued when `tunnel` closes, with the bytes the tunnel carried (as
+    /// Kong logs an upgraded request). The answer has no body, so nothing waits for one.
+    pub fn upgraded(
+        self,
+        labels: &RequestLabels,
+        status: StatusCode,
+        received: Instant,
+        sink: LogSink,
+        tunnel: Tunnel,
+    ) {
+        self.pending(labels, status, received, sink, Some(tunnel))
+            .finish();
+    }
+
+    fn pending(
+        mut self,
+        labels: &RequestLabels,
+        status: StatusCode,
+        received: Instant,
+        sink: LogSink,
+        tunnel: Option<Tunnel>,
+    ) -> Pending {
         self.record.service_id = labels.service;
         self.record.route_id = labels.route;
         self.record.status = status.as_u16();
         self.record.latency_upstream_us = labels.upstream.map(micros);
-        LoggedBody {
-            inner: body,
-            pending: Some(Pending {
-                draft: self,
-                received,
-                sink,
-            }),
+        Pending {
+            draft: self,
+            received,
+            sink,
+            tunnel,
         }
     }
 }
@@ -142,14 +170,18 @@ struct Pending {
     draft: LogDraft,
     received: Instant,
     sink: LogSink,
+    tunnel: Option<Tunnel>,
 }
 
 impl Pending {
+    /// Completes the line: its latencies are the answer's (an upgrade's are the handshake's, not
+    /// the tunnel's life).
     fn finish(self) {
         let Pending {
             draft,
             received,
             sink,
+            tunnel,
         } = self;
         let mut record = draft.record;
         record.latency_total_us = micros(received.elapsed()).max(1);
@@ -159,7 +191,10 @@ impl Pending {
         if let Some(bytes_in) = draft.bytes_in {
             record.bytes_in = bytes_in.load(Ordering::Relaxed);
         }
-        sink.push(record);
+        match tunnel {
+            None => sink.push(record),
+            Some(tunnel) => sink.push_when_closed(record, tunnel),
+        }
     }
 }
 

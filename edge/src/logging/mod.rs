@@ -11,7 +11,9 @@ mod delivery;
 mod record;
 mod spool;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::LogMetrics;
+use crate::websocket::Tunnel;
 use record::LogRecord;
 pub use spool::SpoolError;
 
@@ -61,6 +64,10 @@ pub struct LogSink {
 struct SinkInner {
     queue: Arc<LineQueue>,
     metrics: LogMetrics,
+    /// The lines of upgraded connections still open, by a number of their own: queued when the
+    /// tunnel closes, or at shutdown with the bytes so far.
+    tunnels: Mutex<HashMap<u64, (LogRecord, Tunnel)>>,
+    next_tunnel: AtomicU64,
 }
 
 impl LogSink {
@@ -77,6 +84,49 @@ impl LogSink {
     pub fn metrics(&self) -> &LogMetrics {
         &self.inner.metrics
     }
+
+    /// Queues `record` once `tunnel` has closed, with the bytes it carried added. Until then it
+    /// waits among the open tunnels, which [`LogShipper::shutdown`] ships as they stand, so a
+    /// line is not lost to a tunnel that outlives the edge.
+    pub(crate) fn push_when_closed(&self, record: LogRecord, tunnel: Tunnel) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.push(with_tunnel_bytes(record, &tunnel));
+        };
+        let id = self.inner.next_tunnel.fetch_add(1, Ordering::Relaxed);
+        self.open_tunnels().insert(id, (record, tunnel.clone()));
+        let sink = self.clone();
+        runtime.spawn(async move {
+            tunnel.closed().await;
+            let closed = sink.open_tunnels().remove(&id);
+            if let Some((record, tunnel)) = closed {
+                sink.push(with_tunnel_bytes(record, &tunnel));
+            }
+        });
+    }
+
+    /// Queues the lines of the tunnels still open, with the bytes they have carried so far.
+    fn flush_tunnels(&self) {
+        let open = std::mem::take(&mut *self.open_tunnels());
+        for (record, tunnel) in open.into_values() {
+            self.push(with_tunnel_bytes(record, &tunnel));
+        }
+    }
+
+    fn open_tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (LogRecord, Tunnel)>> {
+        // A panic while holding the lock leaves whole entries: still usable.
+        self.inner
+            .tunnels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `record` with a tunnel's bytes added: from the client in, to the client out.
+fn with_tunnel_bytes(mut record: LogRecord, tunnel: &Tunnel) -> LogRecord {
+    let (from_client, to_client) = tunnel.bytes();
+    record.bytes_in += from_client;
+    record.bytes_out += to_client;
+    record
 }
 
 /// The bounded queue of finished lines between the request path and the batcher: a vector
@@ -147,6 +197,8 @@ impl LineQueue {
 
 /// The running shipper: the batcher and delivery tasks.
 pub struct LogShipper {
+    /// To ship the lines of tunnels still open first.
+    sink: LogSink,
     stop: oneshot::Sender<()>,
     batcher: JoinHandle<()>,
     delivery: JoinHandle<()>,
@@ -160,6 +212,7 @@ impl LogShipper {
     /// Closes the queue, batches what is in it and publishes or spools everything still in
     /// memory. Call it after the listeners have drained, so the last requests are in.
     pub async fn shutdown(self) {
+        self.sink.flush_tunnels();
         let _ = self.stop.send(());
         let finished = async {
             let _ = self.batcher.await;
@@ -226,11 +279,17 @@ pub async fn start(
             .instrument(tracing::info_span!("request_log_delivery")),
     );
     let sink = LogSink {
-        inner: Arc::new(SinkInner { queue, metrics }),
+        inner: Arc::new(SinkInner {
+            queue,
+            metrics,
+            tunnels: Mutex::default(),
+            next_tunnel: AtomicU64::new(0),
+        }),
     };
     Ok((
-        sink,
+        sink.clone(),
         LogShipper {
+            sink,
             stop,
             batcher,
             delivery,

@@ -67,6 +67,29 @@ async fn echo(request: Request) -> axum::Json<Value> {
     }))
 }
 
+/// A WebSocket server that sends back every text and binary message.
+pub async fn websocket_echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = futures::StreamExt::next(&mut socket).await {
+                    if (message.is_text() || message.is_binary())
+                        && futures::SinkExt::send(&mut socket, message).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// An upstream that sends `first` at once and the rest of its body only after `release` is
 /// notified.
 pub async fn streaming_upstream(release: Arc<Notify>) -> SocketAddr {
