@@ -13,7 +13,7 @@ use http::header::{
     TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::uri::{self, PathAndQuery};
-use http::{HeaderMap, Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::Either;
 use tracing::field::{display, Empty};
@@ -104,7 +104,7 @@ impl Proxy {
             let received = Instant::now();
             let mut labels = RequestLabels::default();
             let mut draft = None;
-            let response = match self
+            let mut response = match self
                 .forward(
                     connection,
                     request,
@@ -119,21 +119,26 @@ impl Proxy {
                 Err(error) if grpc => error.into_grpc_response(&request_id),
                 Err(error) => error.into_response(&request_id),
             };
-            let mut response = response;
             let status = response.status();
             self.state
                 .metrics
                 .observe(&labels, status, received.elapsed());
             tracing::debug!(status = status.as_u16(), "answered");
+            // Only a 101 opens a tunnel: other answers skip the lookup.
+            let tunnel = if status == StatusCode::SWITCHING_PROTOCOLS {
+                response.extensions_mut().remove::<Tunnel>()
+            } else {
+                None
+            };
             match (draft, &self.logs) {
-                (Some(draft), Some(sink)) => match response.extensions_mut().remove::<Tunnel>() {
-                    Some(tunnel) => {
+                (Some(draft), Some(sink)) if tunnel.is_none() => response
+                    .map(|body| draft.answered(&labels, status, received, body, sink.clone())),
+                (Some(draft), Some(sink)) => {
+                    if let Some(tunnel) = tunnel {
                         draft.upgraded(&labels, status, received, sink.clone(), tunnel);
-                        response.map(LoggedBody::unlogged)
                     }
-                    None => response
-                        .map(|body| draft.answered(&labels, status, received, body, sink.clone())),
-                },
+                    response.map(LoggedBody::unlogged)
+                }
                 (None, Some(sink)) => {
                     // Only a Host that selects no control plane leaves no draft.
                     sink.metrics().unattributed.inc();

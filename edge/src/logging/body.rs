@@ -112,17 +112,24 @@ impl LogDraft {
     }
 
     /// Wraps the response body so that the line is completed and queued when it ends.
+    // Inlined, the line is built where it ends up instead of being copied there.
+    #[inline]
     pub fn answered(
-        self,
+        mut self,
         labels: &RequestLabels,
         status: StatusCode,
         received: Instant,
         body: ProxyBody,
         sink: LogSink,
     ) -> LoggedBody {
+        self.label(labels, status);
         LoggedBody {
             inner: body,
-            pending: Some(self.pending(labels, status, received, sink, None)),
+            pending: Some(Pending {
+                draft: self,
+                received,
+                sink,
+            }),
         }
     }
 
@@ -130,35 +137,37 @@ impl LogDraft {
     /// handshake's; it is queued when `tunnel` closes, with the bytes the tunnel carried (as
     /// Kong logs an upgraded request). The answer has no body, so nothing waits for one.
     pub fn upgraded(
-        self,
+        mut self,
         labels: &RequestLabels,
         status: StatusCode,
         received: Instant,
         sink: LogSink,
         tunnel: Tunnel,
     ) {
-        self.pending(labels, status, received, sink, Some(tunnel))
-            .finish();
+        self.label(labels, status);
+        sink.push_when_closed(self.complete(received), tunnel);
     }
 
-    fn pending(
-        mut self,
-        labels: &RequestLabels,
-        status: StatusCode,
-        received: Instant,
-        sink: LogSink,
-        tunnel: Option<Tunnel>,
-    ) -> Pending {
+    /// What the proxy learned about the request, and its status.
+    fn label(&mut self, labels: &RequestLabels, status: StatusCode) {
         self.record.service_id = labels.service;
         self.record.route_id = labels.route;
         self.record.status = status.as_u16();
         self.record.latency_upstream_us = labels.upstream.map(micros);
-        Pending {
-            draft: self,
-            received,
-            sink,
-            tunnel,
+    }
+
+    /// The line as it stands now: latencies up to now, the request body's bytes.
+    #[inline]
+    fn complete(self, received: Instant) -> LogRecord {
+        let mut record = self.record;
+        record.latency_total_us = micros(received.elapsed()).max(1);
+        record.latency_edge_us = record
+            .latency_total_us
+            .saturating_sub(record.latency_upstream_us.unwrap_or(0));
+        if let Some(bytes_in) = self.bytes_in {
+            record.bytes_in = bytes_in.load(Ordering::Relaxed);
         }
+        record
     }
 }
 
@@ -170,31 +179,16 @@ struct Pending {
     draft: LogDraft,
     received: Instant,
     sink: LogSink,
-    tunnel: Option<Tunnel>,
 }
 
 impl Pending {
-    /// Completes the line: its latencies are the answer's (an upgrade's are the handshake's, not
-    /// the tunnel's life).
     fn finish(self) {
         let Pending {
             draft,
             received,
             sink,
-            tunnel,
         } = self;
-        let mut record = draft.record;
-        record.latency_total_us = micros(received.elapsed()).max(1);
-        record.latency_edge_us = record
-            .latency_total_us
-            .saturating_sub(record.latency_upstream_us.unwrap_or(0));
-        if let Some(bytes_in) = draft.bytes_in {
-            record.bytes_in = bytes_in.load(Ordering::Relaxed);
-        }
-        match tunnel {
-            None => sink.push(record),
-            Some(tunnel) => sink.push_when_closed(record, tunnel),
-        }
+        sink.push(draft.complete(received));
     }
 }
 
