@@ -291,6 +291,19 @@ pub async fn upstream(
     )
 }
 
+/// The upstream's page again with a refused form (`targets` or `settings`) and what was wrong.
+async fn refused_page(
+    state: &AppState,
+    user: &ConsoleUser,
+    cp: &str,
+    id: &str,
+    targets: &FormState,
+    settings: &FormState,
+) -> ApiResult<Response> {
+    let html = render_upstream(state, user, cp, id, targets, settings, None).await?;
+    Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+}
+
 pub async fn add_target(
     State(state): State<AppState>,
     user: ConsoleUser,
@@ -316,18 +329,8 @@ pub async fn add_target(
             {
                 Ok((_, created)) => Ok(done(&page, &format!("Target {} added.", created.0.target))),
                 Err(e) => {
-                    let form = refused(&fields, e)?;
-                    let html = render_upstream(
-                        &state,
-                        &user,
-                        &cp,
-                        &id,
-                        &form,
-                        &FormState::default(),
-                        None,
-                    )
-                    .await?;
-                    Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+                    let targets = refused(&fields, e)?;
+                    refused_page(&state, &user, &cp, &id, &targets, &FormState::default()).await
                 }
             }
         }
@@ -357,18 +360,8 @@ pub async fn update_settings(
                     &format!("Settings of {} saved.", updated.0.name),
                 )),
                 Err(e) => {
-                    let form = refused(&fields, e)?;
-                    let html = render_upstream(
-                        &state,
-                        &user,
-                        &cp,
-                        &id,
-                        &FormState::default(),
-                        &form,
-                        None,
-                    )
-                    .await?;
-                    Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+                    let settings = refused(&fields, e)?;
+                    refused_page(&state, &user, &cp, &id, &FormState::default(), &settings).await
                 }
             }
         }

@@ -52,7 +52,9 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "tags",
 ];
 
-/// Kong's `hash_on` choices; `hash_fallback` takes the same but `cookie`.
+/// Kong's `hash_on` choices; `hash_fallback` takes the same but `cookie`. Like [`ALGORITHMS`], a
+/// copy of the model's list: this crate takes no model types (it also builds for the browser),
+/// and the server checks what is sent against the model's, naming the field when they differ.
 const HASH_ON: &[&str] = &[
     "none",
     "consumer",
