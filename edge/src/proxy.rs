@@ -267,17 +267,22 @@ impl Proxy {
                 service.host, service.port
             ))
         })?;
-        let path_and_query = match parts.uri.query() {
-            Some(query) => {
-                let mut joined = String::with_capacity(target_path.len() + 1 + query.len());
-                joined.push_str(&target_path);
-                joined.push('?');
-                joined.push_str(query);
-                PathAndQuery::try_from(joined)
+        let path_and_query = match original_uri.path_and_query() {
+            // Most requests go upstream with the path they came with: theirs is reused instead
+            // of being joined and parsed again.
+            Some(same) if same.path() == target_path => same.clone(),
+            _ => match parts.uri.query() {
+                Some(query) => {
+                    let mut joined = String::with_capacity(target_path.len() + 1 + query.len());
+                    joined.push_str(&target_path);
+                    joined.push('?');
+                    joined.push_str(query);
+                    PathAndQuery::try_from(joined)
+                }
+                None => PathAndQuery::try_from(target_path),
             }
-            None => PathAndQuery::try_from(target_path),
-        }
-        .map_err(|e| ProxyError::Internal(format!("building the upstream URI: {e}")))?;
+            .map_err(|e| ProxyError::Internal(format!("building the upstream URI: {e}")))?,
+        };
         let mut uri = uri::Parts::default();
         uri.scheme = Some(upstream.scheme.clone());
         uri.authority = Some(upstream.authority.clone());
