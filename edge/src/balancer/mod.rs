@@ -204,13 +204,16 @@ impl UpstreamBalancer {
     /// were. `None` when no target may be used. A target whose name did not resolve counts as
     /// unhealthy until it is due to be tried again.
     pub fn pick(&self, hash: Option<&HashPoint>, tried: &[usize]) -> Option<usize> {
-        let now = Instant::now();
+        // The clock is read only when a target's name has failed to resolve.
+        let now = std::cell::OnceCell::new();
         let healthy: Vec<bool> = self
             .targets
             .iter()
             .map(|t| {
                 (self.checks.is_none() || t.state.is_healthy())
-                    && !t.state.resolving_failed_recently(now)
+                    && !(t.state.dns_error()
+                        && t.state
+                            .resolving_failed_recently(*now.get_or_init(Instant::now)))
             })
             .collect();
         if let Some(checks) = &self.checks {
