@@ -58,11 +58,11 @@ impl UpgradeRequest {
         self.restore_headers(&mut upstream.headers);
         let client_upgrade = self.client;
         let span = tracing::debug_span!("upgraded");
-        let counts = Arc::new(TunnelCounts::default());
+        let traffic = Arc::new(Traffic::new());
         // Dropped when the task ends, however it ends: that is the tunnel closing.
         let (open, closed) = watch::channel(());
         let tunnel = Tunnel {
-            counts: counts.clone(),
+            traffic: traffic.clone(),
             closed,
         };
         tokio::spawn(
@@ -75,17 +75,10 @@ impl UpgradeRequest {
                         return;
                     }
                 };
-                let activity = Activity::new();
-                let mut client = Watched::new(
-                    TokioIo::new(client),
-                    &activity,
-                    counts.clone(),
-                    Side::Client,
-                );
-                let mut upstream =
-                    Watched::new(TokioIo::new(upstream), &activity, counts, Side::Upstream);
+                let mut client = Watched::new(TokioIo::new(client), &traffic, Side::Client);
+                let mut upstream = Watched::new(TokioIo::new(upstream), &traffic, Side::Upstream);
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-                let idle = activity.idle_for(idle_timeout);
+                let idle = traffic.idle_for(idle_timeout);
                 tokio::select! {
                     copied = copy => match copied {
                         Ok((sent, received)) => {
@@ -105,22 +98,16 @@ impl UpgradeRequest {
 /// An upgraded connection's account: the bytes it has carried each way, and when it closed.
 #[derive(Clone)]
 pub struct Tunnel {
-    counts: Arc<TunnelCounts>,
+    traffic: Arc<Traffic>,
     closed: watch::Receiver<()>,
-}
-
-#[derive(Default)]
-struct TunnelCounts {
-    from_client: AtomicU64,
-    to_client: AtomicU64,
 }
 
 impl Tunnel {
     /// Bytes read from the client and from the upstream (sent on to the client) so far.
     pub fn bytes(&self) -> (u64, u64) {
         (
-            self.counts.from_client.load(Ordering::Relaxed),
-            self.counts.to_client.load(Ordering::Relaxed),
+            self.traffic.from_client.load(Ordering::Relaxed),
+            self.traffic.to_client.load(Ordering::Relaxed),
         )
     }
 
@@ -138,19 +125,23 @@ enum Side {
     Upstream,
 }
 
-/// When bytes last moved through either half of a spliced connection.
-#[derive(Clone)]
-struct Activity {
+/// What has moved through a spliced connection: the bytes read from each side, and when bytes
+/// last moved either way.
+struct Traffic {
+    from_client: AtomicU64,
+    to_client: AtomicU64,
     since: Instant,
     /// Milliseconds after `since`.
-    last: Arc<AtomicU64>,
+    last: AtomicU64,
 }
 
-impl Activity {
-    fn new() -> Activity {
-        Activity {
+impl Traffic {
+    fn new() -> Traffic {
+        Traffic {
+            from_client: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
             since: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
+            last: AtomicU64::new(0),
         }
     }
 
@@ -176,17 +167,15 @@ impl Activity {
 /// the bytes read.
 struct Watched<T> {
     io: T,
-    activity: Activity,
-    counts: Arc<TunnelCounts>,
+    traffic: Arc<Traffic>,
     side: Side,
 }
 
 impl<T> Watched<T> {
-    fn new(io: T, activity: &Activity, counts: Arc<TunnelCounts>, side: Side) -> Watched<T> {
+    fn new(io: T, traffic: &Arc<Traffic>, side: Side) -> Watched<T> {
         Watched {
             io,
-            activity: activity.clone(),
-            counts,
+            traffic: traffic.clone(),
             side,
         }
     }
@@ -202,10 +191,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
         if read > 0 {
-            self.activity.touch();
+            self.traffic.touch();
             let counter = match self.side {
-                Side::Client => &self.counts.from_client,
-                Side::Upstream => &self.counts.to_client,
+                Side::Client => &self.traffic.from_client,
+                Side::Upstream => &self.traffic.to_client,
             };
             counter.fetch_add(read, Ordering::Relaxed);
         }
@@ -221,7 +210,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.traffic.touch();
         }
         polled
     }
