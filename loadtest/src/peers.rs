@@ -109,6 +109,33 @@ pub fn upstream(threads: usize) -> anyhow::Result<Peer> {
     Ok(peer)
 }
 
+/// What a peer adds to the requests and answers it proxies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// What the edge adds, as Kong does: upstream, `X-Forwarded-For/Proto/Host/Port/Path`,
+    /// `X-Real-IP`, `Via` and a generated `X-Request-Id`; to the client, `Via`, the same
+    /// `X-Request-Id` and two latency headers. Each peer is configured to do the same work.
+    LikeTheEdge,
+    /// nginx's usual reverse-proxy set only (`Host`, `X-Forwarded-For`, `X-Forwarded-Proto`):
+    /// a reference for what the header work costs.
+    ForwardingOnly,
+}
+
+/// nginx's directives for [`Headers::LikeTheEdge`], beside the `Host` and `X-Forwarded-For/Proto`
+/// every nginx peer sets. nginx has no proxy-latency figure of its own: `$upstream_connect_time`
+/// stands in for it (a value of the same size, made per request).
+const NGINX_LIKE_THE_EDGE: &str = r#"  proxy_set_header X-Real-IP $remote_addr;
+  proxy_set_header X-Forwarded-Host $host;
+  proxy_set_header X-Forwarded-Port $server_port;
+  proxy_set_header X-Forwarded-Path $uri;
+  proxy_set_header Via "1.1 nginx";
+  proxy_set_header X-Request-Id $request_id;
+  add_header Via "1.1 nginx" always;
+  add_header X-Request-Id $request_id always;
+  add_header X-Proxy-Latency $upstream_connect_time always;
+  add_header X-Upstream-Latency $upstream_header_time always;
+"#;
+
 /// nginx as a reverse proxy: `workers` worker processes, keep-alive pool to the upstream, no
 /// access log (the edge keeps none yet either), HTTP/2 on the TLS listener and h2c on its own
 /// port (nginx cannot offer both on one plain port).
@@ -119,6 +146,7 @@ pub fn nginx(
     cert: &Path,
     key: &Path,
     locations: &[String],
+    headers: Headers,
 ) -> anyhow::Result<Peer> {
     let binary = require("nginx", "nginx")?;
     let (addr, h2c_addr, tls_addr) = (free_addr()?, free_addr()?, free_addr()?);
@@ -150,7 +178,7 @@ http {{
   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
   proxy_set_header X-Forwarded-Proto $scheme;
   proxy_buffering off;
-  server {{
+{like_the_edge}  server {{
     listen {addr};
     listen {h2c_addr} http2;
     listen {tls_addr} ssl http2;
@@ -164,6 +192,10 @@ http {{
         tmp = prefix.display(),
         cert = cert.display(),
         key = key.display(),
+        like_the_edge = match headers {
+            Headers::LikeTheEdge => NGINX_LIKE_THE_EDGE,
+            Headers::ForwardingOnly => "",
+        },
     );
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
@@ -177,7 +209,10 @@ http {{
         .spawn()
         .context("starting nginx")?;
     let peer = Peer {
-        name: "nginx",
+        name: match headers {
+            Headers::LikeTheEdge => "nginx",
+            Headers::ForwardingOnly => "nginx, forwarding headers only",
+        },
         child,
         addr,
         h2c_addr,
@@ -190,7 +225,8 @@ http {{
 }
 
 /// HAProxy in HTTP mode: `threads` threads, connection reuse to the upstream, h2c and HTTP/1.1
-/// on one plain port, ALPN on the TLS one.
+/// on one plain port, ALPN on the TLS one, and the edge's headers ([`Headers::LikeTheEdge`]; the
+/// latency headers carry HAProxy's `%Tc` and `%Tr`, as 2.6 has no fetch for them).
 pub fn haproxy(
     dir: &Path,
     upstream: SocketAddr,
@@ -222,6 +258,18 @@ frontend tls
   default_backend upstream
 backend upstream
   option forwardfor
+  http-request set-var(txn.request_id) uuid(4),regsub(-,,g)
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Forwarded-Path %[path]
+  http-request set-header Via "1.1 haproxy"
+  http-request set-header X-Request-Id %[var(txn.request_id)]
+  http-response add-header Via "1.1 haproxy"
+  http-response set-header X-Request-Id %[var(txn.request_id)]
+  http-response set-header X-Proxy-Latency %Tc
+  http-response set-header X-Upstream-Latency %Tr
   server u1 {upstream}
 "#,
         pem = cert_and_key.display(),

@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use tollgate_bus::{Bus, NatsBus};
 use tollgate_loadtest::driver::{self, Load, Outcome, Protocol, Target};
-use tollgate_loadtest::peers::{self, EdgeProcess, Peer};
+use tollgate_loadtest::peers::{self, EdgeProcess, Headers, Peer};
 use tollgate_model::entity::{build, Build};
 use tollgate_model::secret::MasterKey;
 use tollgate_model::{Certificate, Entities, Route, Service, Snapshot, Sni};
@@ -231,7 +231,7 @@ impl Bench {
         }
     }
 
-    fn nginx(&self, locations: &[String]) -> anyhow::Result<Peer> {
+    fn nginx(&self, locations: &[String], headers: Headers) -> anyhow::Result<Peer> {
         let dir = self
             .dir
             .path()
@@ -244,6 +244,7 @@ impl Bench {
             &self.cert_pem,
             &self.key_pem,
             locations,
+            headers,
         )
     }
 
@@ -545,7 +546,7 @@ fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
 /// under `load` over HTTP/1.1.
 async fn four_peers(bench: &Bench, load: Load) -> anyhow::Result<Vec<Row>> {
     let (edge, _config) = bench.edge(1).await?;
-    let nginx = bench.nginx(&["/".to_string()])?;
+    let nginx = bench.nginx(&["/".to_string()], Headers::LikeTheEdge)?;
     let haproxy = bench.haproxy()?;
     let paths = vec!["/".to_string()];
     let direct = bench.target(bench.upstream.addr, Protocol::Http1, paths.clone());
@@ -559,7 +560,12 @@ async fn four_peers(bench: &Bench, load: Load) -> anyhow::Result<Vec<Row>> {
 
 async fn plain(bench: &Bench) -> anyhow::Result<String> {
     let users = bench.options.users;
-    let rows = four_peers(bench, Load::Closed { users }).await?;
+    let load = Load::Closed { users };
+    let mut rows = four_peers(bench, load).await?;
+    // What the header work costs nginx, for reference.
+    let bare = bench.nginx(&["/".to_string()], Headers::ForwardingOnly)?;
+    let target = bench.target(bare.addr, Protocol::Http1, vec!["/".to_string()]);
+    rows.push(measure(bench, bare.name, Some(&bare), &target, load).await?);
     Ok(header(
         bench,
         "Plain proxy, HTTP/1.1 keep-alive",
@@ -673,7 +679,7 @@ async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
     }
     drop(edge_many);
     let locations: Vec<String> = (0..ROUTES).map(|i| format!("/r{i}")).collect();
-    let nginx = bench.nginx(&locations)?;
+    let nginx = bench.nginx(&locations, Headers::LikeTheEdge)?;
     let nginx_row = measure(
         bench,
         "nginx, 10,000 locations",
@@ -816,7 +822,7 @@ async fn swaps(bench: &Bench) -> anyhow::Result<String> {
 async fn h2_and_tls(bench: &Bench) -> anyhow::Result<String> {
     let users = bench.options.users;
     let (edge, _config) = bench.edge(1).await?;
-    let nginx = bench.nginx(&["/".to_string()])?;
+    let nginx = bench.nginx(&["/".to_string()], Headers::LikeTheEdge)?;
     let haproxy = bench.haproxy()?;
     let paths = vec!["/".to_string()];
     let mut out = header(bench, "HTTP/2 and TLS", &format!("{users} users; HTTP/2 multiplexes 16 users per connection; TLS 1.3 with a self-signed certificate chosen by SNI `{HOST}`; HTTP/1.1 to the upstream in every case."), "h2tls");
