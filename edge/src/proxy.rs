@@ -29,6 +29,7 @@ use crate::router::authority::split_authority;
 use crate::router::{normalize_path, upstream_path, RequestFacts, Routed, Scheme};
 use crate::state::EdgeState;
 use crate::upstream::forward::{Forwarded, Outbound, Timeouts};
+use crate::upstream::http1::PassedFields;
 use crate::upstream::Upstreams;
 use crate::websocket::{Tunnel, UpgradeRequest};
 
@@ -349,17 +350,31 @@ impl Proxy {
                 parts.extensions.insert(tunnel);
             }
         }
-        parts.headers.append(VIA, VIA_TOLLGATE);
-        parts.headers.insert(X_REQUEST_ID, request_id.clone());
-        if let Some(cookie) = set_cookie {
-            parts.headers.append(SET_COOKIE, cookie);
+        let proxy_latency = millis_header(first_sent - received);
+        let upstream_latency = millis_header(answered - sent);
+        match parts.extensions.get_mut::<PassedFields>() {
+            // The answer's fields go on as they came; these follow them. None of them was among
+            // the upstream's, so adding is setting.
+            Some(fields) => {
+                fields.add(&VIA, &VIA_TOLLGATE);
+                fields.add(&X_REQUEST_ID, request_id);
+                if let Some(cookie) = &set_cookie {
+                    fields.add(&SET_COOKIE, cookie);
+                }
+                fields.add(&X_PROXY_LATENCY, &proxy_latency);
+                fields.add(&X_UPSTREAM_LATENCY, &upstream_latency);
+            }
+            None => {
+                let headers = &mut parts.headers;
+                headers.append(VIA, VIA_TOLLGATE);
+                headers.insert(X_REQUEST_ID, request_id.clone());
+                if let Some(cookie) = set_cookie {
+                    headers.append(SET_COOKIE, cookie);
+                }
+                headers.insert(X_PROXY_LATENCY, proxy_latency);
+                headers.insert(X_UPSTREAM_LATENCY, upstream_latency);
+            }
         }
-        parts
-            .headers
-            .insert(X_PROXY_LATENCY, millis_header(first_sent - received));
-        parts
-            .headers
-            .insert(X_UPSTREAM_LATENCY, millis_header(answered - sent));
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -550,4 +551,141 @@ async fn request_bodies_are_framed_by_length_or_chunked_and_streamed() {
         "one connection for all, streamed bodies included"
     );
     setup.edge.shutdown().await;
+}
+
+/// Sends `request` on a new connection and reads one answer whose body is `body_len` bytes long,
+/// as text.
+async fn raw_exchange(addr: SocketAddr, request: &str, body_len: usize) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    loop {
+        let end = received.windows(4).position(|w| w == b"\r\n\r\n");
+        if end.is_some_and(|end| received.len() >= end + 4 + body_len) {
+            return String::from_utf8(received).unwrap();
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the answer arrives")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the edge closed before the whole answer: {received:?}"
+        );
+        received.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn answer_fields_go_on_as_they_came_and_the_proxys_own_replace_the_upstreams() {
+    let (up, _) = scripted_upstream(|_, request| match path_of(request) {
+        // The usual answer: its fields are copied as they came, the edge's follow them.
+        "/usual" => vec![Step::Send(
+            b"HTTP/1.1 200 OK\r\nX-Mixed-Case: A b\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 2\r\nVia: 1.0 origin\r\n\r\nok",
+        )],
+        // Fields the edge sets itself are replaced, whichever way the answer goes on.
+        "/own-id" => vec![Step::Send(
+            b"HTTP/1.1 200 OK\r\nx-request-id: from-upstream\r\nx-tollgate-proxy-latency: 99\r\ncontent-length: 2\r\n\r\nok",
+        )],
+        // Not written `name: value` with CRLF: the answer goes through a header map.
+        _ => vec![Step::Send(
+            b"HTTP/1.1 200 OK\r\nx-odd:  spaced\r\ncontent-length:2\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\nok",
+        )],
+    })
+    .await;
+    let setup = edge_to(up, json!({})).await;
+    let addr = setup.edge.proxy_addr;
+
+    let usual = raw_exchange(addr, "GET /usual HTTP/1.1\r\nHost: f.test\r\n\r\n", 2).await;
+    let (head, body) = usual.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "ok");
+    let lines: Vec<&str> = head.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "HTTP/1.1 200 OK",
+            "X-Mixed-Case: A b",
+            "set-cookie: a=1",
+            "set-cookie: b=2",
+            "content-length: 2",
+            "Via: 1.0 origin",
+        ],
+        "{head}"
+    );
+    let names: Vec<String> = lines[6..]
+        .iter()
+        .map(|line| line.split(':').next().unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "via",
+            "x-request-id",
+            "x-tollgate-proxy-latency",
+            "x-tollgate-upstream-latency",
+            "date"
+        ],
+        "{head}"
+    );
+
+    let own = raw_exchange(
+        addr,
+        "GET /own-id HTTP/1.1\r\nHost: f.test\r\nX-Request-Id: mine\r\n\r\n",
+        2,
+    )
+    .await;
+    assert_eq!(own.matches("x-request-id").count(), 1, "{own}");
+    assert!(own.contains("x-request-id: mine\r\n"), "{own}");
+    assert!(!own.contains("99"), "{own}");
+
+    let odd = raw_exchange(addr, "GET /odd HTTP/1.1\r\nHost: f.test\r\n\r\n", 2).await;
+    assert!(odd.contains("x-odd: spaced\r\n"), "{odd}");
+    assert!(odd.contains("content-length: 2\r\n"), "{odd}");
+    assert_eq!(odd.matches("date:").count(), 1, "{odd}");
+
+    // Over HTTP/2 the same fields arrive through hyper's map.
+    let usual = h2c_get(addr, "/usual", &[]).await;
+    assert_eq!(usual.version(), http::Version::HTTP_2);
+    let headers = usual.headers().clone();
+    assert_eq!(headers["x-mixed-case"], "A b");
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    let via: Vec<_> = headers.get_all("via").iter().collect();
+    assert_eq!(via, ["1.0 origin", "1.1 tollgate"]);
+    assert_eq!(headers["content-length"], "2");
+    assert!(headers.contains_key("date"));
+    assert!(headers.contains_key("x-tollgate-upstream-latency"));
+    let body = usual.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    let own = h2c_get(addr, "/own-id", &[("x-request-id", "mine")]).await;
+    let ids: Vec<_> = own.headers().get_all("x-request-id").iter().collect();
+    assert_eq!(ids, ["mine"]);
+    assert_ne!(own.headers()["x-tollgate-proxy-latency"], "99");
+    setup.edge.shutdown().await;
+}
+
+/// One GET over a new h2c (prior knowledge) connection.
+async fn h2c_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::get(format!("http://f.test{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer")
+        .unwrap()
 }

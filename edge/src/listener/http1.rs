@@ -36,6 +36,7 @@ use tokio::time::Sleep;
 use super::IncomingBody;
 use crate::proxy::ConnectionInfo;
 use crate::upstream::body::BoxError;
+use crate::upstream::http1::PassedFields;
 
 /// Request head limits: hyper's. A longer head is left to hyper to refuse.
 const MAX_HEADERS: usize = 100;
@@ -278,7 +279,7 @@ impl Connection {
     where
         B: Body<Data = Bytes, Error = BoxError>,
     {
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let length = if body.is_end_stream() {
             Length::None
         } else {
@@ -287,6 +288,11 @@ impl Connection {
                 None => Length::Unknown,
             }
         };
+        // Passed fields carry their `Content-Length`; a body that has ended before it began (hyper
+        // drops the field then, but for HEAD) needs the fields one by one.
+        if matches!(length, Length::None) && !is_head {
+            PassedFields::into_headers(&mut parts.headers, &mut parts.extensions);
+        }
         self.write_buf.clear();
         let (framing, keep_alive) =
             encode_head(&mut self.write_buf, &parts, length, is_head, keep_alive)?;
@@ -545,6 +551,21 @@ fn encode_head(
     let mut wrote_date = false;
     let mut wrote_close = false;
     let mut written_length = None;
+    if let Some(fields) = parts.extensions.get::<PassedFields>() {
+        // As a `Content-Length` field below: the body's own length frames it (the same, as the
+        // body is passed on untouched); after HEAD the field is kept and nothing follows.
+        for lines in fields.lines() {
+            dst.extend_from_slice(lines);
+        }
+        wrote_date = fields.has_date();
+        let declared = fields.content_length();
+        written_length = Some(declared);
+        framing = match length {
+            Length::Known(n) => Some(Framing::Length(n)),
+            Length::Unknown => Some(Framing::Length(declared)),
+            Length::None => None,
+        };
+    }
     for (name, value) in &parts.headers {
         if *name == CONTENT_LENGTH {
             let declared = parse_length(value.as_bytes());

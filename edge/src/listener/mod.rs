@@ -28,6 +28,7 @@ use crate::router::Scheme;
 use crate::shutdown::wait_for_shutdown;
 use crate::tls::TlsTerminator;
 use crate::upstream::body::BoxError;
+use crate::upstream::http1::PassedFields;
 
 /// A request's body as a listener hands it over: hyper's, or none (the requests the listener's own
 /// HTTP/1.1 path answers carry none).
@@ -194,7 +195,12 @@ where
             // Boxed: hyper moves the request's future several times before polling it, and the
             // proxy's is a few KiB.
             let answer = Box::pin(handler(info.clone(), request.map(IncomingBody::Hyper)));
-            async move { Ok::<_, Infallible>(answer.await) }
+            async move {
+                // hyper writes a map: the fields passed as they came go into it.
+                let (mut parts, body) = answer.await.into_parts();
+                PassedFields::into_headers(&mut parts.headers, &mut parts.extensions);
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
         });
         let connection = self
             .builder

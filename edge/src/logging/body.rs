@@ -125,11 +125,11 @@ impl LogDraft {
         self.label(labels, status);
         LoggedBody {
             inner: body,
-            pending: Some(Pending {
+            pending: Some(Box::new(Pending {
                 draft: self,
                 received,
                 sink,
-            }),
+            })),
         }
     }
 
@@ -195,7 +195,9 @@ impl Pending {
 /// The response body the proxy hands to hyper.
 pub struct LoggedBody {
     inner: ProxyBody,
-    pending: Option<Pending>,
+    /// Boxed: the response is moved several times on its way to the client, and a pointer is
+    /// cheaper to move than the line.
+    pending: Option<Box<Pending>>,
 }
 
 impl LoggedBody {
@@ -209,7 +211,7 @@ impl LoggedBody {
 
     fn finish(&mut self) {
         if let Some(pending) = self.pending.take() {
-            pending.finish();
+            (*pending).finish();
         }
     }
 }
