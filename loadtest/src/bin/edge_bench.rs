@@ -542,42 +542,104 @@ fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
     )
 }
 
-/// The upstream called directly, then the edge, nginx and HAProxy (one `/` route each), all
-/// under `load` over HTTP/1.1.
-async fn four_peers(bench: &Bench, load: Load) -> anyhow::Result<Vec<Row>> {
+/// Measures each of `peers` under `load` in turns: every peer is warmed up, then each round runs
+/// every peer once, one after another, so that a shared VM's slow minutes fall on all of them
+/// alike. Each peer's row is its median round by requests/s; the second value is, per round, each
+/// peer's requests/s over the first peer's.
+async fn interleaved(
+    bench: &Bench,
+    peers: &[(&str, Option<&Peer>, Target)],
+    load: Load,
+) -> anyhow::Result<(Vec<Row>, Vec<Vec<f64>>)> {
+    for (_, _, target) in peers {
+        driver::run(target, load, Duration::ZERO, bench.options.warmup).await?;
+    }
+    let mut runs: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();
+    let mut ratios = Vec::new();
+    for _ in 0..bench.options.rounds {
+        let mut round = Vec::new();
+        for ((name, peer, target), runs) in peers.iter().zip(&mut runs) {
+            let before = peer.map(Peer::cpu_time).unwrap_or_default();
+            let outcome = driver::run(target, load, Duration::ZERO, bench.options.duration).await?;
+            eprintln!(
+                "   {name}: {:.0} req/s, p99 {} µs, errors {}",
+                outcome.rps(),
+                outcome.percentile_us(0.99),
+                outcome.errors
+            );
+            round.push(outcome.rps());
+            runs.push(row(name, outcome, *peer, before));
+        }
+        ratios.push(round.iter().map(|rps| rps / round[0]).collect());
+    }
+    let rows = runs
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.outcome.rps().total_cmp(&b.outcome.rps()));
+            runs.swap_remove(runs.len() / 2)
+        })
+        .collect();
+    Ok((rows, ratios))
+}
+
+/// The upstream called directly, then the edge, nginx and HAProxy (one `/` route each), and any
+/// `more` peers, all under `load` over HTTP/1.1, in turns; with each round's edge-to-nginx ratio.
+async fn four_peers(
+    bench: &Bench,
+    load: Load,
+    more: &[&Peer],
+) -> anyhow::Result<(Vec<Row>, Vec<f64>)> {
     let (edge, _config) = bench.edge(1).await?;
     let nginx = bench.nginx(&["/".to_string()], Headers::LikeTheEdge)?;
     let haproxy = bench.haproxy()?;
     let paths = vec!["/".to_string()];
     let direct = bench.target(bench.upstream.addr, Protocol::Http1, paths.clone());
-    let mut rows = vec![measure(bench, "direct", None, &direct, load).await?];
-    for peer in [&edge, &nginx, &haproxy] {
+    let mut peers = vec![("direct", None, direct)];
+    for peer in [&edge, &nginx, &haproxy]
+        .into_iter()
+        .chain(more.iter().copied())
+    {
         let target = bench.target(peer.addr, Protocol::Http1, paths.clone());
-        rows.push(measure(bench, peer.name, Some(peer), &target, load).await?);
+        peers.push((peer.name, Some(peer), target));
     }
-    Ok(rows)
+    let (rows, ratios) = interleaved(bench, &peers, load).await?;
+    // Peers 1 and 2 are the edge and nginx.
+    let edge_to_nginx = ratios.iter().map(|round| round[1] / round[2]).collect();
+    Ok((rows, edge_to_nginx))
+}
+
+/// "Edge to nginx, round by round: 1.02, 0.97, 1.04 (median 1.02)."
+fn round_ratios(ratios: &[f64]) -> String {
+    let mut sorted = ratios.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!(
+        "\nEdge to nginx, round by round (each round runs every peer once, one after another): {} (median {:.2}).\n",
+        listed.join(", "),
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    )
 }
 
 async fn plain(bench: &Bench) -> anyhow::Result<String> {
     let users = bench.options.users;
-    let load = Load::Closed { users };
-    let mut rows = four_peers(bench, load).await?;
     // What the header work costs nginx, for reference.
     let bare = bench.nginx(&["/".to_string()], Headers::ForwardingOnly)?;
-    let target = bench.target(bare.addr, Protocol::Http1, vec!["/".to_string()]);
-    rows.push(measure(bench, bare.name, Some(&bare), &target, load).await?);
+    let (rows, ratios) = four_peers(bench, Load::Closed { users }, &[&bare]).await?;
     Ok(header(
         bench,
         "Plain proxy, HTTP/1.1 keep-alive",
         &format!(
-            "{users} concurrent users (closed loop), `GET /` answered with 1 KiB by the upstream."
+            "{users} concurrent users (closed loop), `GET /` answered with 1 KiB by the upstream. \
+             nginx and HAProxy add the headers the edge adds (`loadtest/src/peers.rs`); the last \
+             row is nginx adding only `Host` and `X-Forwarded-For/Proto`."
         ),
         "plain",
-    ) + &table(&rows, "nginx"))
+    ) + &table(&rows, "nginx")
+        + &round_ratios(&ratios))
 }
 
 async fn latency(bench: &Bench) -> anyhow::Result<String> {
-    let rows = four_peers(bench, Load::Closed { users: 1 }).await?;
+    let (rows, _) = four_peers(bench, Load::Closed { users: 1 }, &[]).await?;
     let direct = &rows[0].outcome;
     let mut added = String::from("\nAdded latency (peer minus direct, same percentile):\n\n| peer | p50 | p99 | p99.9 |\n|---|---|---|---|\n");
     for r in &rows[1..] {
@@ -605,7 +667,7 @@ async fn fixed_rate(bench: &Bench) -> anyhow::Result<String> {
         rate,
         connections: 64,
     };
-    let rows = four_peers(bench, load).await?;
+    let (rows, _) = four_peers(bench, load, &[]).await?;
     Ok(header(
         bench,
         &format!("Fixed rate: {rate} requests/s"),
