@@ -353,8 +353,9 @@ impl Proxy {
         let proxy_latency = millis_header(first_sent - received);
         let upstream_latency = millis_header(answered - sent);
         match parts.extensions.get_mut::<PassedFields>() {
-            // The answer's fields go on as they came; these follow them. None of them was among
-            // the upstream's, so adding is setting.
+            // The answer's fields go on as they came and these follow them: `Via` and
+            // `Set-Cookie` add to the upstream's, as below; an answer with its own request id or
+            // latency headers has a map instead, so adding those here is setting them.
             Some(fields) => {
                 fields.add(&VIA, &VIA_TOLLGATE);
                 fields.add(&X_REQUEST_ID, request_id);
