@@ -467,21 +467,8 @@ async fn measure(
     target: &Target,
     load: Load,
 ) -> anyhow::Result<Row> {
-    driver::run(target, load, Duration::ZERO, bench.options.warmup).await?;
-    let mut runs = Vec::new();
-    for _ in 0..bench.options.rounds {
-        let before = peer.map(Peer::cpu_time).unwrap_or_default();
-        let outcome = driver::run(target, load, Duration::ZERO, bench.options.duration).await?;
-        eprintln!(
-            "   {name}: {:.0} req/s, p99 {} µs, errors {}",
-            outcome.rps(),
-            outcome.percentile_us(0.99),
-            outcome.errors
-        );
-        runs.push(row(name, outcome, peer, before));
-    }
-    runs.sort_by(|a, b| a.outcome.rps().total_cmp(&b.outcome.rps()));
-    Ok(runs.swap_remove(runs.len() / 2))
+    let (rows, _) = interleaved(bench, &[(name, peer, target.clone())], load).await?;
+    rows.into_iter().next().context("a measured peer has a row")
 }
 
 fn table(rows: &[Row], baseline: &str) -> String {
