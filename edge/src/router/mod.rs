@@ -1,6 +1,6 @@
 //! Route matching inside one control plane, with Kong's traditional router semantics. A
 //! [`Router`] is compiled once per snapshot: regexes built, each (route, path) pair ranked by
-//! priority and filed in [`index`] buckets; matching a request scans only the buckets its host
+//! priority and filed in `index` buckets; matching a request scans only the buckets its host
 //! and path can hit, and allocates nothing.
 //!
 //! What follows Kong (3.x, `traditional` routes as its documentation describes them):
