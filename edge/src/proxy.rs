@@ -453,6 +453,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// `upstream::http1::is_withheld` keeps the same names as bytes: a name added here belongs there.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     [
         CONNECTION,
