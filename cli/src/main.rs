@@ -246,7 +246,30 @@ fn init_logging(format: LogFormat) {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Memory mimalloc frees and does not reuse within a second goes back to the OS. By default it is
+/// unmapped (`MADV_DONTNEED`), and using it again takes a page fault for each page and zeroes
+/// it. This sets `MADV_FREE` instead: the kernel still takes the pages when it needs memory, and
+/// otherwise they are reused without faults.
+///
+/// This matters for config applies, which come seconds or minutes apart. Each 10,000-route apply
+/// allocates tens of MiB. On a VM whose host takes back freed guest memory, faulting that memory
+/// in took 100–350 ms of an apply that otherwise takes about 30 ms (`loadtest/RESULTS.md`).
+/// The catch is that `top` shows freed memory in RSS until the kernel takes it. An operator can
+/// still choose mimalloc's default with `MIMALLOC_PURGE_DECOMMITS=1`.
+#[allow(unsafe_code)]
+fn keep_freed_memory_mapped() {
+    if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_some() {
+        return;
+    }
+    // `mi_option_purge_decommits` in mimalloc.h's `mi_option_e` (the same in mimalloc 2 and 3);
+    // libmimalloc-sys names only older options.
+    const PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
+    // SAFETY: mi_option_set only stores an option's value; any value is valid for this option.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DECOMMITS, 0) }
+}
+
 fn main() {
+    keep_freed_memory_mapped();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // One worker: tokio's single-threaded scheduler, which skips the multi-threaded one's work

@@ -16,7 +16,7 @@ use tollgate_model::{Snapshot, SnapshotHead};
 use uuid::Uuid;
 
 use crate::data_dir::LastKnownGood;
-use crate::served::{LoadedControlPlane, ServedConfig};
+use crate::served::LoadedControlPlane;
 use crate::shutdown::wait_for_shutdown;
 use crate::state::{ApplyPhase, ApplyReport, EdgeState};
 
@@ -30,6 +30,61 @@ pub struct ConfigSync {
     pub lkg: LastKnownGood,
     /// Opens the certificates' private keys while compiling.
     pub master_key: Option<MasterKey>,
+    /// Decodes, compiles and frees snapshots.
+    pub apply_thread: ApplyThread,
+}
+
+/// The one thread that decodes and compiles snapshots and frees the configs they replace.
+///
+/// A 10,000-route apply allocates tens of MiB. Done on one thread, each apply reuses what the
+/// allocator kept of the memory the last one freed (the binary sets mimalloc to keep it). On
+/// tokio's blocking pool, each step runs on whichever thread is free, and idle threads end, so
+/// the memory is spread over heaps and an apply often takes fresh pages from the OS. On a VM
+/// those page faults cost more than the apply's own work: cold applies of 10,000 routes took
+/// 100–350 ms instead of 30 (`loadtest/RESULTS.md`). A channel and a thread do this; a thread
+/// pool crate would add nothing here.
+pub struct ApplyThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl ApplyThread {
+    pub fn start() -> std::io::Result<ApplyThread> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tollgate-apply".into())
+            .spawn(move || {
+                for job in queue {
+                    // A job that panics has dropped its result sender: its caller sees the
+                    // failure, and the thread goes on to the next job.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+        Ok(ApplyThread { jobs })
+    }
+
+    /// Runs `job` on the apply thread; `Err` when it panicked.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (result, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = result.send(job());
+            }))
+            .map_err(|_| "the apply thread has stopped".to_string())?;
+        answer.await.map_err(|_| "applying panicked".to_string())
+    }
+
+    /// Drops a replaced config on the apply thread: freeing a big router's every piece takes
+    /// milliseconds that a request thread should not spend, and its memory goes back to the heap
+    /// the next apply allocates from. Requests still holding it keep it alive until they finish,
+    /// whichever thread then frees it.
+    fn retire(&self, replaced: impl Send + 'static) {
+        let _ = self.jobs.send(Box::new(move || drop(replaced)));
+    }
 }
 
 /// A head whose body could not be applied yet.
@@ -191,10 +246,10 @@ impl ConfigSync {
             .map_err(|e| e.to_string())?
             .ok_or("no body published")?;
         report.set(ApplyPhase::Fetch, fetching.elapsed());
-        let (snapshot, encoded, decode, verify) =
-            tokio::task::spawn_blocking(move || decode_and_verify(body))
-                .await
-                .map_err(|e| e.to_string())??;
+        let (snapshot, encoded, decode, verify) = self
+            .apply_thread
+            .run(move || decode_and_verify(body))
+            .await??;
         report.set(ApplyPhase::Decode, decode);
         report.set(ApplyPhase::Verify, verify);
         if snapshot.control_plane_id != head.control_plane_id {
@@ -236,17 +291,19 @@ impl ConfigSync {
         let master_key = self.master_key.clone();
         let targets = self.state.targets.clone();
         let previous = self.state.served.load().get(id).cloned();
-        let compiled = match tokio::task::spawn_blocking(move || {
-            let compiling_started = Instant::now();
-            let compiled = LoadedControlPlane::compile_after(
-                &compiling,
-                master_key.as_ref(),
-                &targets,
-                previous.as_deref(),
-            );
-            (compiled, compiling_started.elapsed())
-        })
-        .await
+        let compiled = match self
+            .apply_thread
+            .run(move || {
+                let compiling_started = Instant::now();
+                let compiled = LoadedControlPlane::compile_after(
+                    &compiling,
+                    master_key.as_ref(),
+                    &targets,
+                    previous.as_deref(),
+                );
+                (compiled, compiling_started.elapsed())
+            })
+            .await
         {
             Ok((compiled, took)) => {
                 report.set(ApplyPhase::Compile, took);
@@ -262,7 +319,7 @@ impl ConfigSync {
         let replaced = self.state.swap(next);
         report.set(ApplyPhase::Swap, swapping.elapsed());
         report.set(ApplyPhase::Total, started.elapsed());
-        retire(replaced);
+        self.apply_thread.retire(replaced);
         tracing::info!(
             control_plane = %id,
             version = snapshot.version,
@@ -282,7 +339,7 @@ impl ConfigSync {
     fn remove(&self, id: Uuid, lkg: &LkgWriter) {
         if self.state.served.load().get(id).is_some() {
             let next = self.state.served.load().without(id);
-            retire(self.state.swap(next));
+            self.apply_thread.retire(self.state.swap(next));
             self.state.forget_apply(id);
             tracing::info!(control_plane = %id, "removed config");
         }
@@ -333,13 +390,6 @@ fn decode_and_verify(body: SnapshotBody) -> Result<Decoded, String> {
         return Err("body does not match its hash".into());
     }
     Ok((snapshot, None, decode, hashing + verifying.elapsed()))
-}
-
-/// Drops a replaced config on a blocking thread: freeing a big router's every piece takes
-/// milliseconds that a request thread should not spend. Requests still holding it keep it alive
-/// until they finish, whichever thread then frees it.
-fn retire(replaced: Arc<ServedConfig>) {
-    tokio::task::spawn_blocking(move || drop(replaced));
 }
 
 fn millis(d: Duration) -> f64 {
@@ -450,6 +500,28 @@ impl Backoff {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_apply_thread_runs_every_job_on_one_thread_and_outlives_a_panic() {
+        let apply = ApplyThread::start().unwrap();
+        let thread = || std::thread::current().id();
+        let first = apply.run(thread).await.unwrap();
+        assert_ne!(first, std::thread::current().id());
+        let panicked = apply.run(|| -> u8 { panic!("a job that fails") }).await;
+        assert_eq!(panicked.unwrap_err(), "applying panicked");
+        // What the config it replaces holds is freed there too.
+        let (freed, on) = std::sync::mpsc::channel();
+        struct Reports(std::sync::mpsc::Sender<std::thread::ThreadId>);
+        impl Drop for Reports {
+            fn drop(&mut self) {
+                let _ = self.0.send(std::thread::current().id());
+            }
+        }
+        let replaced = Reports(freed);
+        apply.retire(replaced);
+        assert_eq!(on.recv().unwrap(), first);
+        assert_eq!(apply.run(thread).await.unwrap(), first);
+    }
 
     #[test]
     fn retries_back_off_to_a_ceiling() {

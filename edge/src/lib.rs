@@ -37,7 +37,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::balancer::targets::TargetRegistry;
-use crate::config_sync::ConfigSync;
+use crate::config_sync::{ApplyThread, ConfigSync};
 use crate::data_dir::{load_or_create_node_id, LastKnownGood};
 pub use crate::listener::DEFAULT_HEADER_READ_TIMEOUT;
 use crate::logging::LogShipper;
@@ -95,6 +95,8 @@ pub enum EdgeError {
     TlsListener(#[from] TlsSetupError),
     #[error(transparent)]
     LogSpool(#[from] SpoolError),
+    #[error("cannot start the config apply thread: {0}")]
+    ApplyThread(std::io::Error),
 }
 
 /// A started edge. Dropping it stops the background work; [`RunningEdge::shutdown`] also waits
@@ -239,6 +241,7 @@ pub async fn start(config: EdgeConfig, bus: Arc<dyn Bus>) -> Result<RunningEdge,
         state: state.clone(),
         lkg,
         master_key: config.master_key.clone(),
+        apply_thread: ApplyThread::start().map_err(EdgeError::ApplyThread)?,
     };
     let sync_span = tracing::info_span!("config_sync", region = %config.region, control_plane = ?config.control_plane);
     let background = vec![
