@@ -246,10 +246,10 @@ fn init_logging(format: LogFormat) {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Memory mimalloc frees and does not reuse within a second goes back to the OS. By default it is
-/// unmapped (`MADV_DONTNEED`), and using it again takes a page fault for each page and zeroes
-/// it. This sets `MADV_FREE` instead: the kernel still takes the pages when it needs memory, and
-/// otherwise they are reused without faults.
+/// Memory mimalloc frees and does not reuse within a second goes back to the OS. By default its
+/// pages are dropped at once (`MADV_DONTNEED`), and using it again takes a page fault for each
+/// page and zeroes it. This sets `MADV_FREE` instead: the kernel still takes the pages when it
+/// needs memory, and otherwise they are reused without faults.
 ///
 /// This matters for config applies, which come seconds or minutes apart. Each 10,000-route apply
 /// allocates tens of MiB. On a VM whose host takes back freed guest memory, faulting that memory
@@ -257,7 +257,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The catch is that `top` shows freed memory in RSS until the kernel takes it. An operator can
 /// still choose mimalloc's default with `MIMALLOC_PURGE_DECOMMITS=1`.
 #[allow(unsafe_code)]
-fn keep_freed_memory_mapped() {
+fn free_memory_lazily() {
     if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_some() {
         return;
     }
@@ -269,7 +269,7 @@ fn keep_freed_memory_mapped() {
 }
 
 fn main() {
-    keep_freed_memory_mapped();
+    free_memory_lazily();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // One worker: tokio's single-threaded scheduler, which skips the multi-threaded one's work
