@@ -253,7 +253,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// This matters for config applies, which come seconds or minutes apart. Each 10,000-route apply
 /// allocates tens of MiB. On a VM whose host takes back freed guest memory, faulting that memory
-/// in took 100–350 ms of an apply that otherwise takes about 30 ms (`loadtest/RESULTS.md`).
+/// in took 100–360 ms of an apply that otherwise takes about 30 ms (`loadtest/RESULTS.md`).
 /// The catch is that `top` shows freed memory in RSS until the kernel takes it. An operator can
 /// still choose mimalloc's default with `MIMALLOC_PURGE_DECOMMITS=1`.
 #[allow(unsafe_code)]

@@ -41,7 +41,7 @@ pub struct ConfigSync {
 /// tokio's blocking pool, each step runs on whichever thread is free, and idle threads end, so
 /// the memory is spread over heaps and an apply often takes fresh pages from the OS. On a VM
 /// those page faults cost more than the apply's own work: cold applies of 10,000 routes took
-/// 100–350 ms instead of 30 (`loadtest/RESULTS.md`). A channel and a thread do this; a thread
+/// 100–360 ms instead of 30 (`loadtest/RESULTS.md`). A channel and a thread do this; a thread
 /// pool crate would add nothing here.
 pub struct ApplyThread {
     jobs: std::sync::mpsc::Sender<Job>,
