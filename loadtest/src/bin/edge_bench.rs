@@ -80,7 +80,12 @@ fn parse_args() -> anyhow::Result<Options> {
             "--rounds" => options.rounds = value("--rounds")?.parse::<usize>()?.max(1),
             "--applies" => options.applies = value("--applies")?.parse::<usize>()?.max(1),
             "--apply-gap" => {
-                options.apply_gap = Duration::from_secs_f64(value("--apply-gap")?.parse()?)
+                let given = value("--apply-gap")?;
+                let seconds: f64 = given
+                    .parse()
+                    .with_context(|| format!("--apply-gap {given}: seconds, 0 or more"))?;
+                options.apply_gap = Duration::try_from_secs_f64(seconds)
+                    .with_context(|| format!("--apply-gap {seconds}: seconds, 0 or more"))?
             }
             "--nats-url" => options.nats_url = value("--nats-url")?,
             "--write" => options.write = true,
