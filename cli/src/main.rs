@@ -268,10 +268,36 @@ fn free_memory_lazily() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DECOMMITS, 0) }
 }
 
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` is set (then
+/// mimalloc's own setting stands). mimalloc asks for huge pages on the memory it takes from the
+/// OS, so the first touch of each 2 MiB zeroes all of it at once, however little of it is used.
+/// A config apply touches tens of MiB the process never had, and on the VMs measured faulting it
+/// in that way was most of a slow apply: the first change after start took 125–207 ms with huge
+/// pages and about 90 ms without, and the heap it grew was 31 MiB instead of 34–47
+/// (`loadtest/RESULTS.md`). Latency-sensitive servers commonly run without them (Redis, for
+/// one, warns when they are on); a proxy's hot data is small enough for 4 KiB pages.
+#[cfg(target_os = "linux")]
+fn use_small_pages() -> std::io::Result<()> {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return Ok(());
+    }
+    // Process-wide, and inherited by children: the kernel keeps the flag on the address space.
+    rustix::thread::disable_transparent_huge_pages(true).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn use_small_pages() -> std::io::Result<()> {
+    Ok(())
+}
+
 fn main() {
     free_memory_lazily();
+    let small_pages = use_small_pages();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Err(e) = small_pages {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off; applies may be slower");
+    }
     // One worker: tokio's single-threaded scheduler, which skips the multi-threaded one's work
     // stealing and cross-thread wake-ups (the work runs on this thread, as nginx's one worker).
     let mut runtime = match cli.worker_threads {
