@@ -5,6 +5,7 @@
 
 mod memory;
 mod nats;
+pub mod packing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -39,6 +40,9 @@ pub enum SnapshotBody {
     /// The bytes published (a [`Snapshot`] in JSON): the caller decodes them, off its request
     /// threads, and can check their hash without re-encoding them.
     Encoded(Vec<u8>),
+    /// Those bytes packed in an LZ4 frame, as [`NatsBus`] publishes them: the caller unpacks
+    /// them with [`packing::unpack`], off its request threads, then goes on as for `Encoded`.
+    Packed(Vec<u8>),
     /// Already decoded, by a bus that keeps snapshots in memory.
     Decoded(Box<Snapshot>),
 }

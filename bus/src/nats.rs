@@ -20,7 +20,8 @@ use tollgate_model::{Heartbeat, Snapshot, SnapshotHead};
 use uuid::Uuid;
 
 use crate::{
-    Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue, SnapshotBody,
+    packing, Acknowledgement, Bus, BusError, ConfigEvent, ConfigFilter, LogDelivery, LogQueue,
+    SnapshotBody,
 };
 
 /// How long an ingester has to store a batch and acknowledge it before it is delivered again.
@@ -196,7 +197,9 @@ impl Bus for NatsBus {
         let key = head_key(region, id);
         let heads = self.heads_bucket().await?;
         let bodies = self.bodies_bucket().await?;
-        let body = serde_json::to_vec(snapshot).map_err(|e| BusError::Decode(e.to_string()))?;
+        let json = serde_json::to_vec(snapshot).map_err(|e| BusError::Decode(e.to_string()))?;
+        let body = packing::pack(&json);
+        drop(json);
         bodies
             .put(
                 body_name(id, snapshot.version).as_str(),
@@ -318,15 +321,23 @@ impl Bus for NatsBus {
 
     async fn fetch_snapshot(&self, head: &SnapshotHead) -> Result<Option<Snapshot>, BusError> {
         let id = head.control_plane_id;
-        let Some(SnapshotBody::Encoded(body)) = self.fetch_snapshot_body(head).await? else {
+        let Some(body) = self.fetch_snapshot_body(head).await? else {
             return Ok(None);
         };
-        // A large snapshot takes milliseconds to parse: not on a thread that serves requests.
-        tokio::task::spawn_blocking(move || serde_json::from_slice(&body))
-            .await
-            .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))?
-            .map(Some)
-            .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))
+        // A large snapshot takes milliseconds to unpack and parse: not on a thread that serves
+        // requests.
+        tokio::task::spawn_blocking(move || {
+            let json = match body {
+                SnapshotBody::Encoded(json) => json,
+                SnapshotBody::Packed(packed) => packing::unpack(&packed)?,
+                SnapshotBody::Decoded(snapshot) => return Ok(*snapshot),
+            };
+            serde_json::from_slice(&json).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))?
+        .map(Some)
+        .map_err(|e| BusError::Decode(format!("snapshot {id}: {e}")))
     }
 
     async fn fetch_snapshot_body(
@@ -357,7 +368,11 @@ impl Bus for NatsBus {
         let body = tokio::time::timeout(FETCH_TIMEOUT, read)
             .await
             .map_err(|_| BusError::Unavailable(format!("fetching {name} timed out")))??;
-        Ok(body.map(SnapshotBody::Encoded))
+        // Bodies published before they were packed are plain JSON.
+        Ok(body.map(|body| match packing::is_packed(&body) {
+            true => SnapshotBody::Packed(body),
+            false => SnapshotBody::Encoded(body),
+        }))
     }
 
     async fn publish_heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BusError> {

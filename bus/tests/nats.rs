@@ -1,10 +1,11 @@
-//! The NATS bus against the real server: heads never move back, bodies are per version, removals
-//! reach watchers, and late watchers start from the latest head.
+//! The NATS bus against the real server: heads never move back, bodies are per version and
+//! packed (plain ones from before still read), removals reach watchers, and late watchers start
+//! from the latest head.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use tollgate_bus::{Bus, ConfigEvent, ConfigFilter, NatsBus};
+use tollgate_bus::{packing, Bus, ConfigEvent, ConfigFilter, NatsBus, SnapshotBody};
 use tollgate_model::Snapshot;
 use uuid::Uuid;
 
@@ -86,6 +87,53 @@ async fn heads_never_move_back_and_bodies_follow_heads() {
         result.unwrap();
     }
     assert_eq!(bus.heads().await.unwrap()[0].version, 11);
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn bodies_travel_packed_and_plain_ones_still_read() {
+    let (bus, prefix) = bus().await;
+    let cp = Uuid::now_v7();
+    let published = snapshot(cp, 1, "packed");
+    bus.publish_snapshot("eu", &published).await.unwrap();
+    let head = bus.heads().await.unwrap().remove(0);
+    let Some(SnapshotBody::Packed(packed)) = bus.fetch_snapshot_body(&head).await.unwrap() else {
+        panic!("NatsBus publishes bodies packed");
+    };
+    assert_eq!(
+        packing::unpack(&packed).unwrap(),
+        serde_json::to_vec(&published).unwrap()
+    );
+    assert_eq!(bus.fetch_snapshot(&head).await.unwrap(), Some(published));
+
+    // A body as control planes published it before bodies were packed: plain JSON in the store.
+    let plain = snapshot(cp, 2, "plain");
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let store = async_nats::jetstream::new(client)
+        .get_object_store(format!("{prefix}_snapshots"))
+        .await
+        .unwrap();
+    let json = serde_json::to_vec(&plain).unwrap();
+    store
+        .put(format!("{cp}/2").as_str(), &mut json.as_slice())
+        .await
+        .unwrap();
+    let mut head = head;
+    head.version = 2;
+    let fetched = bus.fetch_snapshot_body(&head).await.unwrap();
+    assert!(matches!(fetched, Some(SnapshotBody::Encoded(body)) if body == json));
+    assert_eq!(bus.fetch_snapshot(&head).await.unwrap(), Some(plain));
+
+    // A damaged packed body is an error that says so, not a snapshot.
+    let mut damaged = packing::pack(&json);
+    damaged.truncate(damaged.len() / 2);
+    store
+        .put(format!("{cp}/3").as_str(), &mut damaged.as_slice())
+        .await
+        .unwrap();
+    head.version = 3;
+    let refused = bus.fetch_snapshot(&head).await.unwrap_err().to_string();
+    assert!(refused.contains("damaged LZ4 frame"), "{refused}");
     cleanup(&prefix).await;
 }
 

@@ -35,7 +35,7 @@ pub struct EdgeState {
 pub enum ApplyPhase {
     /// Reading the body from the bus.
     Fetch,
-    /// Parsing it.
+    /// Unpacking and parsing it.
     Decode,
     /// Checking its hash.
     Verify,
