@@ -543,9 +543,9 @@ fn header(bench: &Bench, title: &str, what: &str, scenario: &str) -> String {
 }
 
 /// Measures each of `peers` under `load` in turns: every peer is warmed up, then each round runs
-/// every peer once, one after another, so that a shared VM's slow minutes fall on all of them
-/// alike. Each peer's row is its median round by requests/s; the second value is, per round, each
-/// peer's requests/s over the first peer's.
+/// every peer once, one after another (every other round in reverse), so that a shared VM's slow
+/// minutes fall on all of them alike. Each peer's row is its median round by requests/s; the
+/// second value is, per round, each peer's requests/s over the first peer's.
 async fn interleaved(
     bench: &Bench,
     peers: &[(&str, Option<&Peer>, Target)],
@@ -556,9 +556,16 @@ async fn interleaved(
     }
     let mut runs: Vec<Vec<Row>> = peers.iter().map(|_| Vec::new()).collect();
     let mut ratios = Vec::new();
-    for _ in 0..bench.options.rounds {
-        let mut round = Vec::new();
-        for ((name, peer, target), runs) in peers.iter().zip(&mut runs) {
+    for n in 0..bench.options.rounds {
+        // Every other round runs the peers in reverse order, so that a machine slowing down or
+        // speeding up within a round does not favour the same peer each time.
+        let order: Vec<usize> = match n % 2 {
+            0 => (0..peers.len()).collect(),
+            _ => (0..peers.len()).rev().collect(),
+        };
+        let mut round = vec![0.0; peers.len()];
+        for i in order {
+            let (name, peer, target) = &peers[i];
             let before = peer.map(Peer::cpu_time).unwrap_or_default();
             let outcome = driver::run(target, load, Duration::ZERO, bench.options.duration).await?;
             eprintln!(
@@ -567,8 +574,8 @@ async fn interleaved(
                 outcome.percentile_us(0.99),
                 outcome.errors
             );
-            round.push(outcome.rps());
-            runs.push(row(name, outcome, *peer, before));
+            round[i] = outcome.rps();
+            runs[i].push(row(name, outcome, *peer, before));
         }
         ratios.push(round.iter().map(|rps| rps / round[0]).collect());
     }
@@ -614,7 +621,7 @@ fn round_ratios(ratios: &[f64]) -> String {
     sorted.sort_by(f64::total_cmp);
     let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     format!(
-        "\nEdge to nginx, round by round (each round runs every peer once, one after another): {} (median {:.2}).\n",
+        "\nEdge to nginx, round by round (each round runs every peer once, one after another, every other round in reverse order): {} (median {:.2}).\n",
         listed.join(", "),
         sorted.get(sorted.len() / 2).copied().unwrap_or_default()
     )
@@ -719,7 +726,7 @@ async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
     costs.sort_by(f64::total_cmp);
     let cost = costs.get(costs.len() / 2).copied().unwrap_or_default();
     // Apply time of a 10,000-route snapshot on a running edge: publish to applied, as /status
-    // shows it (includes the NATS notification and the fetch of the ~4 MB body). Each version
+    // shows it (includes the NATS notification and the fetch of the packed body). Each version
     // adds a route, so every apply is a real change (the same content under a new number would
     // be one too, but a cheaper one to optimize for), and comes `--apply-gap` after the last, as
     // config changes do. After each, the edge's own account of that apply (its phases) from
@@ -752,6 +759,12 @@ async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
         }
     }
     drop(edge_many);
+    let json = serde_json::to_vec(&config.snapshot())?;
+    let body_sizes = format!(
+        "{:.1} MB of JSON, {:.0} KB packed as it travels",
+        json.len() as f64 / 1e6,
+        tollgate_bus::packing::pack(&json).len() as f64 / 1e3
+    );
     let phase_text = phases
         .iter()
         .filter(|(_, all)| !all.is_empty())
@@ -761,7 +774,7 @@ async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
     Ok(header(bench, "10,000 routes", &format!("{users} users; requests spread over `/r0` … `/r9999` (one route per path); the 1-route edge serves the same paths with one `/` route."), "routes")
         + &table(&rows, "Tollgate edge, 1 route")
         + &format!(
-            "\nCost of 10,000 routes: {:.1}% of requests/s, the median of the rounds' costs ({listed}; each round runs the three peers one after another) (goal < 5%).\n\nSnapshot of 10,000 routes (~4 MB; each version adds one), publish on NATS to applied (`/status`), {} runs (`--applies`) {:.1} s apart (`--apply-gap`): median / p95 / max {} (goal < 100 ms); \
+            "\nCost of 10,000 routes: {:.1}% of requests/s, the median of the rounds' costs ({listed}; each round runs the three peers one after another, every other round in reverse order) (goal < 5%).\n\nSnapshot of 10,000 routes ({body_sizes}; each version adds one), publish on NATS to applied (`/status`), {} runs (`--applies`) {:.1} s apart (`--apply-gap`): median / p95 / max {} (goal < 100 ms); \
              the first change after start, which needs memory for a second copy of the config, took {:.1} ms. \
              First start with it: {} ms from starting the process to applied ({} ms with publishing it first).\n\n\
              The edge's phases of those applies (median / p95 / max, from `/status`): {}.\n",
