@@ -274,8 +274,9 @@ fn free_memory_lazily() {
 /// A config apply touches tens of MiB the process never had, and on the VM measured faulting it
 /// in that way was most of a slow apply: the first 10,000-route change after start took
 /// 125–207 ms with huge pages and 59–97 ms without, and the edge's anonymous memory over the
-/// first two changes went from 35 to 66 MiB instead of 47 to 81 (`loadtest/RESULTS.md`). Latency-sensitive servers commonly run without them (Redis, for
-/// one, warns when they are on); a proxy's hot data is small enough for 4 KiB pages.
+/// first two changes went from 35 to 66 MiB instead of 47 to 81 (`loadtest/RESULTS.md`).
+/// Latency-sensitive servers commonly run without them (Redis, for one, warns when they are on);
+/// a proxy's hot data is small enough for 4 KiB pages.
 #[cfg(target_os = "linux")]
 fn use_small_pages() -> std::io::Result<()> {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {

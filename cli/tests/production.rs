@@ -86,6 +86,10 @@ async fn tour_route_changes_outages_and_last_known_good() {
     let line = edge.wait_for_line("proxy on", START);
     let proxy = addr_in(&line);
     let status = addr_in(&line[line.find("status on").expect("status address")..]);
+    // The binary runs without transparent huge pages, so applies fault memory in 4 KiB at a time
+    // (cli/src/main.rs); the kernel reports the flag per process.
+    assert_eq!(edge.proc_status("THP_enabled").as_deref(), Some("0"));
+    assert_eq!(api.proc_status("THP_enabled").as_deref(), Some("0"));
 
     // The tour: sign up, token, control plane, service, route, a request through the edge.
     let mut client = Client::new(api_addr);

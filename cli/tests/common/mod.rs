@@ -104,6 +104,15 @@ impl Process {
         self.stdout.lock().expect("lines").join("\n")
     }
 
+    /// A field of the running process's `/proc/<pid>/status` (`"THP_enabled"`, say), trimmed.
+    pub fn proc_status(&self, field: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name == field).then(|| value.trim().to_string())
+        })
+    }
+
     /// SIGKILL: no graceful shutdown, as a crash or an OOM kill would be.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
