@@ -209,6 +209,12 @@ async fn tour_route_changes_outages_and_last_known_good() {
             "the edge must serve without NATS"
         );
     }
+    // What it restarts from: the body as it came over NATS, packed, under the control plane's id.
+    let stored = std::fs::read(edge_dir.join("snapshots").join(format!("{cp_id}.lz4")))
+        .expect("the last-known-good file");
+    let stored = tollgate_bus::packing::unpack(&stored).expect("a packed snapshot");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("snapshot JSON");
+    assert_eq!(stored["version"].as_i64(), Some(latest + 1));
     edge.kill();
     let mut edge = Process::spawn(
         "edge-restarted",

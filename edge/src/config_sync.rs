@@ -15,7 +15,7 @@ use tollgate_model::secret::MasterKey;
 use tollgate_model::{Snapshot, SnapshotHead};
 use uuid::Uuid;
 
-use crate::data_dir::LastKnownGood;
+use crate::data_dir::{ArrivedBody, LastKnownGood};
 use crate::served::LoadedControlPlane;
 use crate::shutdown::wait_for_shutdown;
 use crate::state::{ApplyPhase, ApplyReport, EdgeState};
@@ -216,7 +216,7 @@ impl ConfigSync {
         }
         let mut report = ApplyReport::new(id, head.version);
         match self.fetch(&head, &mut report).await {
-            Ok((snapshot, encoded)) => self.apply(snapshot, encoded, report, started, lkg).await,
+            Ok((snapshot, arrived)) => self.apply(snapshot, arrived, report, started, lkg).await,
             Err(reason) => {
                 let delay = retry_delay(attempts);
                 tracing::warn!(control_plane = %id, version = head.version, %reason, retry_in = ?delay, "snapshot not applied yet");
@@ -237,7 +237,7 @@ impl ConfigSync {
         &self,
         head: &SnapshotHead,
         report: &mut ApplyReport,
-    ) -> Result<(Snapshot, Option<Vec<u8>>), String> {
+    ) -> Result<(Snapshot, Option<ArrivedBody>), String> {
         let fetching = Instant::now();
         let body = self
             .bus
@@ -246,7 +246,7 @@ impl ConfigSync {
             .map_err(|e| e.to_string())?
             .ok_or("no body published")?;
         report.set(ApplyPhase::Fetch, fetching.elapsed());
-        let (snapshot, encoded, decode, verify) = self
+        let (snapshot, arrived, decode, verify) = self
             .apply_thread
             .run(move || decode_and_verify(body))
             .await??;
@@ -264,15 +264,15 @@ impl ConfigSync {
                 snapshot.version
             ));
         }
-        Ok((snapshot, encoded))
+        Ok((snapshot, arrived))
     }
 
-    /// Compiles and swaps in `snapshot`; `encoded` is the body it came in, when that is a
+    /// Compiles and swaps in `snapshot`; `arrived` is the body it came in, when that is a
     /// faithful encoding, for the last-known-good store to write as it is.
     async fn apply(
         &self,
         snapshot: Snapshot,
-        encoded: Option<Vec<u8>>,
+        arrived: Option<ArrivedBody>,
         mut report: ApplyReport,
         started: Instant,
         lkg: &LkgWriter,
@@ -333,7 +333,7 @@ impl ConfigSync {
             "applied config"
         );
         self.state.record_apply(report);
-        lkg.store(snapshot, encoded);
+        lkg.store(snapshot, arrived);
     }
 
     fn remove(&self, id: Uuid, lkg: &LkgWriter) {
@@ -349,7 +349,7 @@ impl ConfigSync {
 
 /// A snapshot, the body it came in when its bytes were confirmed as they are (so they can be
 /// stored again without encoding the snapshot anew), and how long decoding and verifying took.
-type Decoded = (Snapshot, Option<Vec<u8>>, Duration, Duration);
+type Decoded = (Snapshot, Option<ArrivedBody>, Duration, Duration);
 
 /// Unpacks and parses a body (when the bus did not) and checks it against its hash; returns how
 /// long each took. An encoded body's hash is checked on its bytes on a second thread while this
@@ -357,10 +357,13 @@ type Decoded = (Snapshot, Option<Vec<u8>>, Duration, Duration);
 /// snapshots: call it off the request threads.
 fn decode_and_verify(body: SnapshotBody) -> Result<Decoded, String> {
     let unpacking = std::time::Instant::now();
-    let bytes = match body {
-        SnapshotBody::Encoded(bytes) => bytes,
+    // A packed body is kept as it came: the last-known-good store writes it packed.
+    let (bytes, packed) = match body {
+        SnapshotBody::Encoded(bytes) => (bytes, None),
         SnapshotBody::Packed(packed) => {
-            tollgate_bus::packing::unpack(&packed).map_err(|e| format!("unpackable body: {e}"))?
+            let bytes = tollgate_bus::packing::unpack(&packed)
+                .map_err(|e| format!("unpackable body: {e}"))?;
+            (bytes, Some(packed))
         }
         SnapshotBody::Decoded(snapshot) => {
             let verifying = std::time::Instant::now();
@@ -395,9 +398,13 @@ fn decode_and_verify(body: SnapshotBody) -> Result<Decoded, String> {
         hash == snapshot.hash && snapshot.format == tollgate_model::snapshot::SNAPSHOT_FORMAT
     });
     if confirmed {
-        return Ok((snapshot, Some(bytes), decode, hashing));
+        let arrived = match packed {
+            Some(frame) => ArrivedBody::Packed(frame),
+            None => ArrivedBody::Json(bytes),
+        };
+        return Ok((snapshot, Some(arrived), decode, hashing));
     }
-    drop(bytes);
+    drop((bytes, packed));
     let verifying = std::time::Instant::now();
     if !snapshot.verify() {
         return Err("body does not match its hash".into());
@@ -412,7 +419,7 @@ fn millis(d: Duration) -> f64 {
 /// A change to the last-known-good store.
 enum LkgChange {
     /// The snapshot, and the body it came in when that can be written as it is.
-    Store(Arc<Snapshot>, Option<Vec<u8>>),
+    Store(Arc<Snapshot>, Option<ArrivedBody>),
     Remove,
 }
 
@@ -444,8 +451,8 @@ impl LkgWriter {
                     };
                     let lkg = lkg.clone();
                     let written = tokio::task::spawn_blocking(move || match change {
-                        LkgChange::Store(snapshot, encoded) => {
-                            lkg.store(&snapshot, encoded.as_deref()).map(|()| "store")
+                        LkgChange::Store(snapshot, arrived) => {
+                            lkg.store(&snapshot, arrived.as_ref()).map(|()| "store")
                         }
                         LkgChange::Remove => lkg.remove(id).map(|()| "delete"),
                     })
@@ -462,9 +469,9 @@ impl LkgWriter {
         LkgWriter { changes, task }
     }
 
-    fn store(&self, snapshot: Arc<Snapshot>, encoded: Option<Vec<u8>>) {
+    fn store(&self, snapshot: Arc<Snapshot>, arrived: Option<ArrivedBody>) {
         let id = snapshot.control_plane_id;
-        let _ = self.changes.send((id, LkgChange::Store(snapshot, encoded)));
+        let _ = self.changes.send((id, LkgChange::Store(snapshot, arrived)));
     }
 
     fn remove(&self, id: Uuid) {
@@ -575,7 +582,7 @@ mod tests {
         let (decoded, kept, _, _) = decode_and_verify(SnapshotBody::Encoded(body.clone())).unwrap();
         assert_eq!(decoded, snapshot);
         // Confirmed on its bytes: kept, for the last-known-good store to write as it is.
-        assert_eq!(kept.as_deref(), Some(body.as_slice()));
+        assert!(matches!(kept, Some(ArrivedBody::Json(kept)) if kept == body));
 
         // Another layout of the same content still verifies, by encoding it again, and is not
         // kept: only the publisher's own encoding is confirmed byte for byte.
@@ -611,13 +618,17 @@ mod tests {
             refused.starts_with("undecodable body: invalid utf-8"),
             "{refused}"
         );
-        // A packed body is the same bytes once unpacked, and is kept unpacked.
+        // A packed body is the same bytes once unpacked, and is kept packed, as it came.
         let body = serde_json::to_vec(&snapshot).unwrap();
         let packed = tollgate_bus::packing::pack(&body);
         let (decoded, kept, _, _) =
             decode_and_verify(SnapshotBody::Packed(packed.clone())).unwrap();
         assert_eq!(decoded, snapshot);
-        assert_eq!(kept.as_deref(), Some(body.as_slice()));
+        assert!(matches!(kept, Some(ArrivedBody::Packed(kept)) if kept == packed));
+        let pretty = tollgate_bus::packing::pack(&serde_json::to_vec_pretty(&snapshot).unwrap());
+        let (decoded, kept, _, _) = decode_and_verify(SnapshotBody::Packed(pretty)).unwrap();
+        assert_eq!(decoded, snapshot);
+        assert!(kept.is_none());
         let refused = decode_and_verify(SnapshotBody::Packed(packed[..packed.len() - 9].to_vec()));
         assert!(refused
             .unwrap_err()

@@ -165,7 +165,7 @@ async fn removed_control_plane_stops_serving_and_forgets_its_file() {
         .dir
         .path()
         .join("snapshots")
-        .join(format!("{}.json", one.control_plane_id));
+        .join(format!("{}.lz4", one.control_plane_id));
     eventually("the last-known-good file", || async {
         file.exists().then_some(())
     })
@@ -195,7 +195,7 @@ async fn restarts_from_last_known_good_without_the_bus() {
         .dir
         .path()
         .join("snapshots")
-        .join(format!("{}.json", one.control_plane_id));
+        .join(format!("{}.lz4", one.control_plane_id));
     eventually("the last-known-good file", || async {
         file.exists().then_some(())
     })
@@ -226,9 +226,10 @@ async fn corrupted_last_known_good_files_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir_all(&snapshots).unwrap();
+    // One good file packed, as edges store them; the bad ones in both forms.
     std::fs::write(
-        snapshots.join(format!("{}.json", one.control_plane_id)),
-        serde_json::to_vec(&one).unwrap(),
+        snapshots.join(format!("{}.lz4", one.control_plane_id)),
+        tollgate_bus::packing::pack(&serde_json::to_vec(&one).unwrap()),
     )
     .unwrap();
     let mut tampered = two.clone();
@@ -241,6 +242,17 @@ async fn corrupted_last_known_good_files_are_skipped() {
     std::fs::write(
         snapshots.join(format!("{}.json", Uuid::now_v7())),
         b"{\"trunc",
+    )
+    .unwrap();
+    let packed_tampered = tollgate_bus::packing::pack(&serde_json::to_vec(&tampered).unwrap());
+    std::fs::write(
+        snapshots.join(format!("{}.lz4", two.control_plane_id)),
+        &packed_tampered,
+    )
+    .unwrap();
+    std::fs::write(
+        snapshots.join(format!("{}.lz4", Uuid::now_v7())),
+        &packed_tampered[..packed_tampered.len() / 2],
     )
     .unwrap();
 
