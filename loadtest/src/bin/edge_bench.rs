@@ -16,7 +16,7 @@
 //!
 //! Needs NATS on 127.0.0.1:4222 (or `--nats-url`) and Debian's nginx and haproxy packages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,9 @@ struct Options {
     apply_gap: Duration,
     nats_url: String,
     write: bool,
+    /// Another `tollgate` binary to run beside the edge in the `plain` scenario, to compare two
+    /// builds of the edge in the same rounds (a profile, a change). Not written to RESULTS.md.
+    also_edge: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -67,6 +70,7 @@ fn parse_args() -> anyhow::Result<Options> {
         apply_gap: Duration::from_secs(2),
         nats_url: "nats://127.0.0.1:4222".into(),
         write: false,
+        also_edge: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -89,8 +93,9 @@ fn parse_args() -> anyhow::Result<Options> {
             }
             "--nats-url" => options.nats_url = value("--nats-url")?,
             "--write" => options.write = true,
+            "--also-edge" => options.also_edge = Some(value("--also-edge")?.into()),
             "--help" | "-h" => {
-                println!("edge_bench [--write] [--duration S] [--warmup S] [--users N] [--rate R] [--threads T] [--rounds N] [--applies N] [--apply-gap S] [--nats-url URL] [{}]", SCENARIOS.join("|"));
+                println!("edge_bench [--write] [--duration S] [--warmup S] [--users N] [--rate R] [--threads T] [--rounds N] [--applies N] [--apply-gap S] [--nats-url URL] [--also-edge TOLLGATE_BINARY] [{}]", SCENARIOS.join("|"));
                 std::process::exit(0);
             }
             s if SCENARIOS.contains(&s) => options.scenarios.push(s.to_string()),
@@ -102,6 +107,16 @@ fn parse_args() -> anyhow::Result<Options> {
     }
     if options.scenarios.is_empty() {
         options.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    if let Some(binary) = &options.also_edge {
+        if options.write {
+            bail!(
+                "--also-edge compares builds and is not written to RESULTS.md: leave out --write"
+            );
+        }
+        if !binary.is_file() {
+            bail!("--also-edge {}: no such file", binary.display());
+        }
     }
     Ok(options)
 }
@@ -283,6 +298,16 @@ impl Bench {
         routes: usize,
         request_logs: bool,
     ) -> anyhow::Result<(Peer, EdgeConfig)> {
+        self.edge_from(&self.tollgate, routes, request_logs).await
+    }
+
+    /// An edge run from `binary`, serving `routes` routes once it has applied them.
+    async fn edge_from(
+        &self,
+        binary: &Path,
+        routes: usize,
+        request_logs: bool,
+    ) -> anyhow::Result<(Peer, EdgeConfig)> {
         let prefix = format!("bench{}", Uuid::new_v4().simple());
         if let Ok(mut prefixes) = self.prefixes.lock() {
             prefixes.push(prefix.clone());
@@ -304,7 +329,7 @@ impl Bench {
         let data_dir = self.dir.path().join(format!("edge-{prefix}"));
         let spawned = Instant::now();
         let peer = peers::edge(&EdgeProcess {
-            binary: &self.tollgate,
+            binary,
             data_dir: &data_dir,
             nats_url: &self.options.nats_url,
             nats_prefix: &prefix,
@@ -590,12 +615,13 @@ async fn interleaved(
 }
 
 /// The upstream called directly, then the edge, nginx and HAProxy (one `/` route each), and any
-/// `more` peers, all under `load` over HTTP/1.1, in turns; with each round's edge-to-nginx ratio.
+/// `more` peers, all under `load` over HTTP/1.1, in turns; with each round's edge-to-nginx ratio,
+/// and each round's requests/s of every peer as a share of direct's.
 async fn four_peers(
     bench: &Bench,
     load: Load,
     more: &[&Peer],
-) -> anyhow::Result<(Vec<Row>, Vec<f64>)> {
+) -> anyhow::Result<(Vec<Row>, Vec<f64>, Vec<Vec<f64>>)> {
     let (edge, _config) = bench.edge(1).await?;
     let nginx = bench.nginx(&["/".to_string()], Headers::LikeTheEdge)?;
     let haproxy = bench.haproxy()?;
@@ -612,16 +638,24 @@ async fn four_peers(
     let (rows, ratios) = interleaved(bench, &peers, load).await?;
     // Peers 1 and 2 are the edge and nginx.
     let edge_to_nginx = ratios.iter().map(|round| round[1] / round[2]).collect();
-    Ok((rows, edge_to_nginx))
+    Ok((rows, edge_to_nginx, ratios))
 }
 
 /// "Edge to nginx, round by round: 1.02, 0.97, 1.04 (median 1.02)."
 fn round_ratios(ratios: &[f64]) -> String {
+    format!(
+        "\nEdge to nginx, round by round (each round runs every peer once, one after another, every other round in reverse order): {}.\n",
+        listed_with_median(ratios)
+    )
+}
+
+/// "1.02, 0.97, 1.04 (median 1.02)"
+fn listed_with_median(ratios: &[f64]) -> String {
     let mut sorted = ratios.to_vec();
     sorted.sort_by(f64::total_cmp);
     let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     format!(
-        "\nEdge to nginx, round by round (each round runs every peer once, one after another, every other round in reverse order): {} (median {:.2}).\n",
+        "{} (median {:.2})",
         listed.join(", "),
         sorted.get(sorted.len() / 2).copied().unwrap_or_default()
     )
@@ -631,7 +665,31 @@ async fn plain(bench: &Bench) -> anyhow::Result<String> {
     let users = bench.options.users;
     // What the header work costs nginx, for reference.
     let bare = bench.nginx(&["/".to_string()], Headers::ForwardingOnly)?;
-    let (rows, ratios) = four_peers(bench, Load::Closed { users }, &[&bare]).await?;
+    let mut more = vec![&bare];
+    let also = match &bench.options.also_edge {
+        Some(binary) => {
+            let (mut peer, _config) = bench.edge_from(binary, 1, false).await?;
+            // Named once per run; the name lives as long as the process.
+            peer.name = Box::leak(format!("Tollgate edge from {}", binary.display()).into());
+            Some(peer)
+        }
+        None => None,
+    };
+    more.extend(&also);
+    let (rows, ratios, rounds) = four_peers(bench, Load::Closed { users }, &more).await?;
+    let also_ratios = match &also {
+        // It is the last peer; the edge is the first after direct.
+        Some(_) => format!(
+            "\nThat edge to this one, round by round: {}.\n",
+            listed_with_median(
+                &rounds
+                    .iter()
+                    .map(|r| r[r.len() - 1] / r[1])
+                    .collect::<Vec<_>>()
+            )
+        ),
+        None => String::new(),
+    };
     Ok(header(
         bench,
         "Plain proxy, HTTP/1.1 keep-alive",
@@ -642,11 +700,12 @@ async fn plain(bench: &Bench) -> anyhow::Result<String> {
         ),
         "plain",
     ) + &table(&rows, "nginx")
-        + &round_ratios(&ratios))
+        + &round_ratios(&ratios)
+        + &also_ratios)
 }
 
 async fn latency(bench: &Bench) -> anyhow::Result<String> {
-    let (rows, _) = four_peers(bench, Load::Closed { users: 1 }, &[]).await?;
+    let (rows, _, _) = four_peers(bench, Load::Closed { users: 1 }, &[]).await?;
     let direct = &rows[0].outcome;
     let mut added = String::from("\nAdded latency (peer minus direct, same percentile):\n\n| peer | p50 | p99 | p99.9 |\n|---|---|---|---|\n");
     for r in &rows[1..] {
@@ -674,7 +733,7 @@ async fn fixed_rate(bench: &Bench) -> anyhow::Result<String> {
         rate,
         connections: 64,
     };
-    let (rows, _) = four_peers(bench, load, &[]).await?;
+    let (rows, _, _) = four_peers(bench, load, &[]).await?;
     Ok(header(
         bench,
         &format!("Fixed rate: {rate} requests/s"),
