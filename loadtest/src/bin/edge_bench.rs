@@ -117,6 +117,9 @@ fn parse_args() -> anyhow::Result<Options> {
         if !binary.is_file() {
             bail!("--also-edge {}: no such file", binary.display());
         }
+        if !options.scenarios.iter().any(|s| s == "plain") {
+            bail!("--also-edge runs in the plain scenario only: name it (edge_bench plain --also-edge …)");
+        }
     }
     Ok(options)
 }
