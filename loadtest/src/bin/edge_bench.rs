@@ -607,13 +607,7 @@ async fn interleaved(
         }
         ratios.push(round.iter().map(|rps| rps / round[0]).collect());
     }
-    let rows = runs
-        .into_iter()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.outcome.rps().total_cmp(&b.outcome.rps()));
-            runs.swap_remove(runs.len() / 2)
-        })
-        .collect();
+    let rows = runs.into_iter().map(median_run).collect();
     Ok((rows, ratios))
 }
 
@@ -654,14 +648,21 @@ fn round_ratios(ratios: &[f64]) -> String {
 
 /// "1.02, 0.97, 1.04 (median 1.02)"
 fn listed_with_median(ratios: &[f64]) -> String {
-    let mut sorted = ratios.to_vec();
-    sorted.sort_by(f64::total_cmp);
     let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    format!(
-        "{} (median {:.2})",
-        listed.join(", "),
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-    )
+    format!("{} (median {:.2})", listed.join(", "), median(ratios))
+}
+
+/// The middle value (the upper one of an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// The run with the median requests/s (the upper one of an even count).
+fn median_run(mut runs: Vec<Row>) -> Row {
+    runs.sort_by(|a, b| a.outcome.rps().total_cmp(&b.outcome.rps()));
+    runs.swap_remove(runs.len() / 2)
 }
 
 async fn plain(bench: &Bench) -> anyhow::Result<String> {
@@ -779,14 +780,13 @@ async fn many_routes(bench: &Bench) -> anyhow::Result<String> {
     drop(edge_one);
     drop(nginx);
     // Round by round, the 10,000-route edge against the 1-route edge measured just before it.
-    let mut costs: Vec<f64> = ratios.iter().map(|round| 1.0 - round[1]).collect();
+    let costs: Vec<f64> = ratios.iter().map(|round| 1.0 - round[1]).collect();
     let listed = costs
         .iter()
         .map(|c| format!("{:.1}%", c * 100.0))
         .collect::<Vec<_>>()
         .join(", ");
-    costs.sort_by(f64::total_cmp);
-    let cost = costs.get(costs.len() / 2).copied().unwrap_or_default();
+    let cost = median(&costs);
     // Apply time of a 10,000-route snapshot on a running edge: publish to applied, as /status
     // shows it (includes the NATS notification and the fetch of the packed body). Each version
     // adds a route, so every apply is a real change (the same content under a new number would
@@ -1059,13 +1059,7 @@ async fn logging(bench: &Bench) -> anyhow::Result<String> {
         let pair = on_runs[round].outcome.rps() / off_runs[round].outcome.rps();
         ratios.push(pair);
     }
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let ratio = sorted[sorted.len() / 2];
-    let median = |mut runs: Vec<Row>| {
-        runs.sort_by(|a, b| a.outcome.rps().total_cmp(&b.outcome.rps()));
-        runs.swap_remove(runs.len() / 2)
-    };
+    let ratio = median(&ratios);
     // The edge's own CPU time per request over every round: what decides its requests/s when
     // it has its cores to itself, as it does in production (here it shares two cores with the
     // load generator, the upstream and the NATS server).
@@ -1075,7 +1069,7 @@ async fn logging(bench: &Bench) -> anyhow::Result<String> {
         cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
     };
     let (off_cpu, on_cpu) = (cpu_per_request(&off_runs), cpu_per_request(&on_runs));
-    let (off_row, on_row) = (median(off_runs), median(on_runs));
+    let (off_row, on_row) = (median_run(off_runs), median_run(on_runs));
     let pairs = ratios
         .iter()
         .map(|r| format!("{r:.2}"))
